@@ -1,0 +1,67 @@
+"""Safe loading of fairseq checkpoints under torch >= 2.6.
+
+``torch.load`` now unpickles with ``weights_only=True``, which refuses every
+global it does not know. fairseq checkpoints hold a few plain data classes
+besides tensors (measured with ``torch.serialization.get_unsafe_globals_in_checkpoint``);
+we allow exactly those, keep ``weights_only=True`` for everyone, and turn the
+unpickler's refusal into a one-line error naming the file.
+"""
+import argparse
+import pickle
+
+import torch
+from fairseq import checkpoint_utils
+
+# Plain data containers found in checkpoints written by fairseq and this plugin;
+# none of them can run code when unpickled.
+FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace]
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    pass
+
+
+def allow_fairseq_checkpoint_globals():
+    torch.serialization.add_safe_globals(FAIRSEQ_CHECKPOINT_GLOBALS)
+
+
+def _explain_refusal(path, error):
+    first_line = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+    for line in str(error).splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            first_line = line.strip()
+            break
+    return UnsafeCheckpointError(
+        f"refusing to load checkpoint {path}: it holds an object that is not an allowed "
+        f"fairseq checkpoint type, so it could run code when unpickled ({first_line})"
+    )
+
+
+def load_state(path):
+    """``torch.load`` of a checkpoint to CPU with the safe unpickler."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _explain_refusal(path, error) from None
+
+
+def _refuse_unsafe_pickles(load_checkpoint_to_cpu):
+    def load(path, *args, **kwargs):
+        try:
+            return load_checkpoint_to_cpu(path, *args, **kwargs)
+        except UnsafeCheckpointError:
+            raise
+        except pickle.UnpicklingError as error:
+            raise _explain_refusal(path, error) from None
+
+    load.__wrapped__ = load_checkpoint_to_cpu
+    return load
+
+
+def install():
+    """Allow-list fairseq's checkpoint classes and give fairseq's loader clear errors."""
+    allow_fairseq_checkpoint_globals()
+    if not hasattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped__"):
+        checkpoint_utils.load_checkpoint_to_cpu = _refuse_unsafe_pickles(
+            checkpoint_utils.load_checkpoint_to_cpu
+        )

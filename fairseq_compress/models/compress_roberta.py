@@ -1,0 +1,30 @@
+"""RoBERTa encoder of the size sweeps: ``roberta_l{L}_h{H}``.
+
+The model class is the stock fairseq RoBERTa (so ``masked_lm`` pretraining and
+``sentence_prediction`` fine-tuning work unchanged); it gets its own
+registration so the DropHead, quant-noise and pruning features have one class
+to extend.
+"""
+from fairseq.models import register_model
+from fairseq.models.roberta import RobertaModel
+from fairseq.models.roberta.model import base_architecture
+from fairseq.utils import safe_getattr
+
+from .sizes import FFN_RATIO, heads_for, register_sized_archs
+
+MODEL_NAME = "compress_roberta"
+
+
+@register_model(MODEL_NAME)
+class CompressRobertaModel(RobertaModel):
+    pass
+
+
+def set_roberta_size(args, layers, width):
+    args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", width)
+    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", FFN_RATIO * width)
+    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", heads_for(width))
+
+
+register_sized_archs(MODEL_NAME, "roberta", set_roberta_size, base_architecture)

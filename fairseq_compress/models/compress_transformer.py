@@ -1,0 +1,45 @@
+"""Encoder-decoder Transformer of the size sweeps: ``transformer_l{L}_h{H}``.
+
+The model class is the stock fairseq Transformer; it gets its own registration
+so the DropHead, quant-noise and pruning features have one class to extend.
+"""
+from fairseq.models import register_model
+from fairseq.models.transformer import TransformerModel
+from fairseq.models.transformer.transformer_legacy import base_architecture
+from fairseq.utils import safe_getattr
+
+from .sizes import FFN_RATIO, heads_for, register_sized_archs
+
+MODEL_NAME = "compress_transformer"
+
+
+@register_model(MODEL_NAME)
+class CompressTransformerModel(TransformerModel):
+    pass
+
+
+def set_transformer_size(args, layers, width):
+    for side in ("encoder", "decoder"):
+        setattr(args, f"{side}_layers", safe_getattr(args, f"{side}_layers", layers))
+        setattr(args, f"{side}_embed_dim", safe_getattr(args, f"{side}_embed_dim", width))
+        setattr(
+            args,
+            f"{side}_ffn_embed_dim",
+            safe_getattr(args, f"{side}_ffn_embed_dim", FFN_RATIO * width),
+        )
+        setattr(
+            args,
+            f"{side}_attention_heads",
+            safe_getattr(args, f"{side}_attention_heads", heads_for(width)),
+        )
+        # Pre-norm: post-norm stacks of 12-24 layers diverge without special care.
+        setattr(
+            args,
+            f"{side}_normalize_before",
+            safe_getattr(args, f"{side}_normalize_before", True),
+        )
+    # One joint (sentencepiece) dictionary: source, target and output embeddings shared.
+    args.share_all_embeddings = safe_getattr(args, "share_all_embeddings", True)
+
+
+register_sized_archs(MODEL_NAME, "transformer", set_transformer_size, base_architecture)
