@@ -4,7 +4,12 @@ A fairseq ``--user-dir`` plugin: importing it registers its architectures,
 modules, criterions and tasks, and makes fairseq load checkpoints with torch's
 safe unpickler.
 """
-from . import checkpoint_safety
+import logging
+
+# fairseq's speech tasks log an irrelevant INFO line about tensorboardX on import.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+
+from . import checkpoint_safety  # noqa: E402
 
 checkpoint_safety.install()
 

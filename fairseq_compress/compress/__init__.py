@@ -1,0 +1,1 @@
+"""Offline compression and export code behind the ``fairseq-compress`` command."""

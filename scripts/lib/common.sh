@@ -1,0 +1,69 @@
+# Shared helpers of the bash pipelines; source it, do not run it.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+USER_DIR=$ROOT/fairseq_compress
+export PATH=$VENV/bin:$PATH
+
+die() { echo "error: $*" >&2; exit 2; }
+log() { echo "[$(basename "$0")] $*" >&2; }
+
+require_dir() { [[ -d $1 ]] || die "$2 '$1' is not a directory"; }
+
+# input_file DIR NAME: DIR/NAME or DIR/NAME.gz, whichever exists.
+input_file() {
+  local dir=$1 name=$2
+  for f in "$dir/$name" "$dir/$name.gz"; do
+    [[ -f $f ]] && { echo "$f"; return 0; }
+  done
+  return 1
+}
+
+require_input() {
+  input_file "$1" "$2" || die "missing $1/$2 (or $2.gz)"
+}
+
+# Print a plain or gzip-compressed file.
+read_text() { if [[ $1 == *.gz ]]; then gzip -dc "$1"; else cat "$1"; fi; }
+
+line_count() { read_text "$1" | wc -l; }
+
+# Output directories are built in a temporary sibling and moved into place at
+# the end, so an interrupted run never leaves half an OUT. A finished OUT holds
+# a stamp of the inputs and options it was built from: rerunning with the same
+# ones is a no-op, with other ones it needs FORCE=1 (or --force).
+#
+# begin_output OUT STAMP_TEXT -> returns 1 when OUT is already up to date.
+begin_output() {
+  local out=$1 stamp=$2
+  if [[ -e $out ]]; then
+    if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" && ${FORCE:-0} != 1 ]]; then
+      log "$out is up to date (same inputs and options); nothing to do"
+      return 1
+    fi
+    [[ ${FORCE:-0} == 1 ]] || die "$out already exists and was not built from these inputs/options; pass --force or FORCE=1 to rebuild it"
+  fi
+  STAGING="$out.tmp.$$"
+  rm -rf "$STAGING"
+  mkdir -p "$STAGING"
+  trap 'rm -rf "$STAGING"' EXIT
+  return 0
+}
+
+finish_output() {
+  local out=$1 stamp=$2
+  echo "$stamp" > "$STAGING/.stamp"
+  if [[ -e $out ]]; then
+    mv "$out" "$out.old.$$"
+    mv "$STAGING" "$out"
+    rm -rf "$out.old.$$"
+  else
+    mv "$STAGING" "$out"
+  fi
+  trap - EXIT
+}
+
+# A description of input files (name, size, mtime) for stamps.
+describe_inputs() { for f in "$@"; do stat -c '%n %s %Y' "$f"; done; }

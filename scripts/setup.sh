@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the project needs into ./.venv (override with VENV=...).
+# Idempotent: when constraints.txt, setup.py and this script are unchanged since
+# the last successful run, it returns in a second.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+STAMP=$VENV/.fairseq_compress_setup
+
+wanted=$(cat "$ROOT/constraints.txt" "$ROOT/setup.py" "$ROOT/scripts/setup.sh" | sha256sum | cut -d' ' -f1)
+if [[ -f $STAMP && $(cat "$STAMP") == "$wanted" ]]; then
+  echo "setup: $VENV is up to date"
+  exit 0
+fi
+
+echo "setup: installing into $VENV (first run builds fairseq from source, ~3 min)"
+[[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+constraints=(-c "$ROOT/constraints.txt")
+# Build prerequisites of fairseq's C++/Cython extensions.
+"${pip[@]}" install "${constraints[@]}" torch numpy cython setuptools wheel
+# --no-deps: fairseq-fixed's metadata asks for torchaudio (a CUDA torch); its
+# real dependencies come with this package below.
+"${pip[@]}" install "${constraints[@]}" --no-deps --no-build-isolation fairseq-fixed
+"${pip[@]}" install "${constraints[@]}" -e "$ROOT[test]"
+"$VENV/bin/python" -c "import fairseq.libbase, fairseq.data.data_utils_fast, fairseq_compress"
+echo "$wanted" > "$STAMP"
+echo "setup: done"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install (if needed) and run the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+exec "${VENV:-$ROOT/.venv}/bin/python" -m pytest -q tests "$@"
