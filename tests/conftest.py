@@ -1,0 +1,67 @@
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv that runs the tests holds the fairseq CLIs
+USER_DIR = ROOT / "fairseq_compress"
+RAW = ROOT / "data-bin" / "raw"
+
+
+def run(cmd, check=True, cwd=ROOT, env=None):
+    """Run a command with the venv's tools first on PATH; return the CompletedProcess."""
+    full_env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {}))
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def head_lines(src, dst, n):
+    """Write the first n lines of a plain or .gz text file."""
+    opener = gzip.open if str(src).endswith(".gz") else open
+    with opener(src, "rt", encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as out:
+        for i, line in enumerate(f):
+            if i == n:
+                break
+            out.write(line)
+
+
+TRAIN_MT = [
+    "fairseq-train", "--user-dir", USER_DIR, "--cpu", "--seed", "1",
+    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "0.002",
+    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "20",
+    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+    "--max-tokens", "2048", "--no-progress-bar", "--log-interval", "10",
+    "--no-epoch-checkpoints", "--num-workers", "0",
+]
+
+
+@pytest.fixture(scope="session")
+def mt_data(tmp_path_factory):
+    """A slice of the shipped EN-FR corpus, prepared by scripts/prepare_mt.sh."""
+    work = tmp_path_factory.mktemp("mt")
+    raw = work / "raw"
+    raw.mkdir()
+    for split, n in (("train", 4000), ("valid", 200), ("test", 200)):
+        for lang in ("en", "fr"):
+            head_lines(RAW / "en_fr" / f"{split}.{lang}.gz", raw / f"{split}.{lang}", n)
+    run(["bash", ROOT / "scripts/prepare_mt.sh", raw, work / "bin", "--vocab-size", "1000"])
+    return work / "bin"
+
+
+@pytest.fixture(scope="session")
+def mt_checkpoint(mt_data, tmp_path_factory):
+    """transformer_l2_h128 trained for a few updates with the plugin."""
+    save_dir = tmp_path_factory.mktemp("mt_ckpt")
+    run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "40", "--save-dir", save_dir])
+    return save_dir / "checkpoint_best.pt"

@@ -1,0 +1,83 @@
+"""Checkpoints load with torch's safe unpickler; malicious pickles are refused."""
+import argparse
+import os
+
+import pytest
+import torch
+from fairseq import checkpoint_utils
+
+import fairseq_compress  # noqa: F401  (installs the allow-list)
+from fairseq_compress.checkpoint_safety import UnsafeCheckpointError, load_state
+
+from conftest import USER_DIR, run
+
+
+class RunsCode:
+    """Unpickling this object would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path, mt_checkpoint):
+    """A real fairseq checkpoint with a code-running object hidden in it."""
+    marker = tmp_path / "pwned"
+    state = torch.load(mt_checkpoint, weights_only=True)
+    state["extra_state"]["payload"] = RunsCode(marker)
+    path = tmp_path / "checkpoint_evil.pt"
+    torch.save(state, path)
+    return path, marker
+
+
+def test_torch_load_default_is_still_weights_only(malicious_checkpoint):
+    path, marker = malicious_checkpoint
+    with pytest.raises(Exception, match="Unsupported global"):
+        torch.load(path)
+    assert not marker.exists()
+
+
+def test_namespace_checkpoint_loads_safely(tmp_path):
+    path = tmp_path / "ns.pt"
+    torch.save({"args": argparse.Namespace(arch="transformer_l2_h128"), "model": {}}, path)
+    assert torch.load(path)["args"].arch == "transformer_l2_h128"
+
+
+def test_plugin_checkpoint_loads_with_fairseq_loader(mt_checkpoint):
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(mt_checkpoint))
+    assert state["cfg"].model.arch == "transformer_l2_h128"
+    assert any(k.endswith("embed_tokens.weight") for k in state["model"])
+
+
+@pytest.mark.parametrize("loader", [load_state, checkpoint_utils.load_checkpoint_to_cpu])
+def test_malicious_pickle_is_refused_without_running(malicious_checkpoint, loader):
+    path, marker = malicious_checkpoint
+    with pytest.raises(UnsafeCheckpointError, match=f"refusing to load checkpoint {path}.*posix.system"):
+        loader(str(path))
+    assert not marker.exists()
+
+
+def test_stock_fairseq_checkpoint_generates_with_plugin(mt_data, tmp_path):
+    """A checkpoint of stock fairseq's own 'transformer' arch loads in fairseq-generate."""
+    save_dir = tmp_path / "stock"
+    run(["fairseq-train", mt_data, "--cpu", "--arch", "transformer", "--encoder-layers", "1",
+         "--decoder-layers", "1", "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+         "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128", "--optimizer", "adam",
+         "--lr", "0.001", "--max-tokens", "2048", "--max-update", "3", "--save-dir", save_dir,
+         "--no-progress-bar", "--num-workers", "0"])
+    ckpt = save_dir / "checkpoint_last.pt"
+    stock = run(["fairseq-generate", mt_data, "--path", ckpt, "--max-sentences", "64"], check=False)
+    assert stock.returncode != 0 and "Unsupported global" in stock.stderr  # why the plugin is needed
+    generated = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", ckpt, "--max-sentences", "64"])
+    assert generated.stdout.count("\nH-") == 200
+
+
+def test_fairseq_generate_refuses_malicious_checkpoint(mt_data, malicious_checkpoint):
+    path, marker = malicious_checkpoint
+    result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", path], check=False)
+    assert result.returncode != 0
+    assert f"UnsafeCheckpointError: refusing to load checkpoint {path}" in result.stderr
+    assert not marker.exists()
