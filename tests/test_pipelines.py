@@ -1,0 +1,157 @@
+"""The bash pipelines on small local files in the standard layouts, and their bad-input errors."""
+import gzip
+
+import pytest
+
+from conftest import ROOT, run
+
+WORDS = "the a red blue green cat dog house tree river stone light dark big small old new".split()
+MOTS = "le la rouge bleu vert chat chien maison arbre rivière pierre lumière sombre grand petit vieux neuf".split()
+
+
+def sentences(n, vocabulary, offset=0):
+    return [" ".join(vocabulary[(i * 7 + j * 3 + offset) % len(vocabulary)] for j in range(4 + i % 6)) for i in range(n)]
+
+
+def write_parallel(directory, compress=False):
+    """WMT14 layout: {train,valid,test}.{en,fr}, line-aligned."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 400), ("valid", 30), ("test", 30)):
+        for lang, vocabulary in (("en", WORDS), ("fr", MOTS)):
+            text = "\n".join(sentences(n, vocabulary, offset=len(split))) + "\n"
+            path = directory / f"{split}.{lang}"
+            if compress:
+                with gzip.open(f"{path}.gz", "wt") as f:
+                    f.write(text)
+            else:
+                path.write_text(text)
+    return directory
+
+
+def script(name):
+    return ["bash", ROOT / "scripts" / name]
+
+
+def one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])
+def test_prepare_mt_layouts_and_rerun(tmp_path, compress):
+    raw = write_parallel(tmp_path / "raw", compress)
+    out = tmp_path / "bin"
+    run(script("prepare_mt.sh") + [raw, out, "--vocab-size", "40"])
+    for name in ("spm.model", "dict.en.txt", "dict.fr.txt", "train.en-fr.en.bin", "test.en-fr.fr.idx", "raw/test.fr"):
+        assert (out / name).exists(), name
+    expected_reference = "\n".join(sentences(30, MOTS, offset=len("test"))) + "\n"
+    assert (out / "raw/test.fr").read_text() == expected_reference
+    before = (out / "train.en-fr.en.bin").stat().st_mtime_ns
+    rerun = run(script("prepare_mt.sh") + [raw, out, "--vocab-size", "40"])
+    assert "up to date" in rerun.stderr
+    assert (out / "train.en-fr.en.bin").stat().st_mtime_ns == before
+
+
+def test_prepare_mt_refuses_to_overwrite_without_force(tmp_path):
+    raw = write_parallel(tmp_path / "raw")
+    out = tmp_path / "bin"
+    run(script("prepare_mt.sh") + [raw, out, "--vocab-size", "40"])
+    dictionary = (out / "dict.en.txt").read_text()
+    error = one_line_error(run(script("prepare_mt.sh") + [raw, out, "--vocab-size", "41"], check=False), str(out), "--force")
+    assert "FORCE=1" in error
+    assert (out / "dict.en.txt").read_text() == dictionary
+    run(script("prepare_mt.sh") + [raw, out, "--vocab-size", "41", "--force"])
+    assert "vocab=41" in (out / ".stamp").read_text()
+
+
+def test_prepare_mt_bad_inputs(tmp_path):
+    one_line_error(run(script("prepare_mt.sh") + [tmp_path / "nope", tmp_path / "out"], check=False), "SRC_DIR", "nope")
+    raw = write_parallel(tmp_path / "raw")
+    (raw / "valid.fr").write_text("un deux trois\n")
+    one_line_error(run(script("prepare_mt.sh") + [raw, tmp_path / "out"], check=False), "valid.en", "valid.fr", "line-aligned")
+    write_parallel(raw)
+    (raw / "test.en").unlink()
+    one_line_error(run(script("prepare_mt.sh") + [raw, tmp_path / "out"], check=False), "test.en")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def mlm_data(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mlm")
+    raw = work / "raw"
+    raw.mkdir()
+    with gzip.open(raw / "train.txt.gz", "wt") as f:
+        f.write("\n".join(sentences(500, WORDS)) + "\n\n")
+    (raw / "valid.txt").write_text("\n".join(sentences(20, WORDS, offset=3)) + "\n")
+    run(script("prepare_mlm.sh") + [raw, work / "bin", "--vocab-size", "30"])
+    return work / "bin"
+
+
+def write_tsv(path, header, rows):
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+
+
+def test_prepare_mlm_output(mlm_data):
+    for name in ("spm.model", "dict.txt", "train.bin", "valid.idx"):
+        assert (mlm_data / name).exists(), name
+
+
+def test_prepare_glue_single_sentence(tmp_path, mlm_data):
+    task = tmp_path / "task"
+    task.mkdir()
+    for split, n in (("train", 60), ("dev", 10), ("test", 10)):
+        write_tsv(task / f"{split}.tsv", ["sentence", "label"],
+                  [(s, "red" if "red" in s else "other") for s in sentences(n, WORDS, offset=n)])
+    out = tmp_path / "bin"
+    result = run(script("prepare_glue.sh") + [task, out, mlm_data])
+    assert "2 classes" in result.stderr
+    assert sorted(line.split()[0] for line in (out / "label/dict.txt").read_text().splitlines()) == ["other", "red"]
+    assert (out / "input0/dict.txt").read_text() == (mlm_data / "dict.txt").read_text()
+    for name in ("input0/train.bin", "input0/valid.bin", "input0/test.bin", "label/test.bin", "spm.model"):
+        assert (out / name).exists(), name
+    assert not (out / "input1").exists()
+
+
+def test_prepare_glue_mnli_layout(tmp_path, mlm_data):
+    header = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
+              "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label").split()
+    labels = ["entailment", "neutral", "contradiction"]
+    task = tmp_path / "MNLI"
+    task.mkdir()
+    for split, n in (("train", 60), ("dev_matched", 12)):
+        rows = [(str(i), "1", "2", "fiction", "(a)", "(b)", "(a)", "(b)", a, b, "neutral", labels[i % 3])
+                for i, (a, b) in enumerate(zip(sentences(n, WORDS), sentences(n, WORDS, offset=5)))]
+        write_tsv(task / f"{split}.tsv", header, rows)
+    write_tsv(task / "test_matched.tsv", header[:10], [(str(i), "1", "2", "f", "(a)", "(b)", "(a)", "(b)", "a red cat", "a dog") for i in range(5)])
+    out = tmp_path / "bin"
+    result = run(script("prepare_glue.sh") + [task, out, mlm_data])
+    assert "3 classes" in result.stderr
+    for name in ("input0/valid.bin", "input1/train.bin", "input1/test.bin", "label/valid.bin"):
+        assert (out / name).exists(), name
+    assert not (out / "label/test.bin").exists()  # GLUE test sets have no labels
+
+
+def test_prepare_glue_bad_inputs(tmp_path, mlm_data):
+    task = tmp_path / "task"
+    task.mkdir()
+    write_tsv(task / "train.tsv", ["sentence", "label"], [("a red cat", "red"), ("a dog", "other")])
+    (task / "train.tsv").write_text((task / "train.tsv").read_text() + "a row without label\n")
+    write_tsv(task / "dev.tsv", ["sentence", "label"], [("a red dog", "red")])
+    error = one_line_error(run(script("prepare_glue.sh") + [task, tmp_path / "out", mlm_data], check=False),
+                           "train.tsv line 4", "1 tab-separated columns")
+    assert "header has 2" in error
+    assert not (tmp_path / "out").exists()
+    one_line_error(run(script("prepare_glue.sh") + [task, tmp_path / "out", tmp_path / "nope"], check=False), "PRETRAIN_DATA")
+    one_line_error(run(script("prepare_glue.sh") + [tmp_path / "nope", tmp_path / "out", mlm_data], check=False), "TASK_DIR")
+
+
+def test_train_mt_rejects_unknown_arch_before_training(tmp_path):
+    raw = write_parallel(tmp_path / "raw")
+    run(script("prepare_mt.sh") + [raw, tmp_path / "bin", "--vocab-size", "40"])
+    error = one_line_error(run(script("train_mt.sh") + [tmp_path / "bin", tmp_path / "ckpt", "--arch", "transformer_l5_h100", "--max-update", "1"], check=False), "--arch transformer_l5_h100")
+    assert "registered" in error
+    assert not (tmp_path / "ckpt").exists()
