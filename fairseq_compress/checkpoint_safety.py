@@ -26,14 +26,12 @@ def allow_fairseq_checkpoint_globals():
 
 
 def _explain_refusal(path, error):
-    first_line = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-    for line in str(error).splitlines():
-        if "Unsupported global" in line or "Unsupported operand" in line:
-            first_line = line.strip()
-            break
+    # torch's message is several paragraphs; the line naming the global is the news.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [repr(error)]
+    culprit = next((line for line in lines if "GLOBAL" in line), lines[-1])
     return UnsafeCheckpointError(
         f"refusing to load checkpoint {path}: it holds an object that is not an allowed "
-        f"fairseq checkpoint type, so it could run code when unpickled ({first_line})"
+        f"fairseq checkpoint type and could run code when unpickled ({culprit})"
     )
 
 
