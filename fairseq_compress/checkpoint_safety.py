@@ -47,8 +47,6 @@ def _refuse_unsafe_pickles(load_checkpoint_to_cpu):
     def load(path, *args, **kwargs):
         try:
             return load_checkpoint_to_cpu(path, *args, **kwargs)
-        except UnsafeCheckpointError:
-            raise
         except pickle.UnpicklingError as error:
             raise _explain_refusal(path, error) from None
 

@@ -2,7 +2,9 @@
 # Translate a split with fairseq-generate, decode sentencepiece, and score with
 # detokenized, case-sensitive sacreBLEU against the raw references that
 # prepare_mt.sh kept in DATA/raw/. Writes CKPT_DIR/<ckpt>.<split>.hyp.
-# Extra arguments after -- go to fairseq-generate.
+# Hypotheses are capped at 1.5 x source length + 10 tokens (fairseq's default
+# cap is 200 tokens), so an under-trained model that repeats itself cannot make
+# generation crawl. Extra arguments after -- go to fairseq-generate and win.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -43,7 +45,7 @@ HYP=${CKPT%.pt}.$SPLIT.hyp
 log "translating $DATA ($SPLIT, $SRC_LANG->$TGT_LANG) with $CKPT, beam $BEAM"
 fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" --source-lang "$SRC_LANG" \
   --target-lang "$TGT_LANG" --gen-subset "$SPLIT" --beam "$BEAM" --batch-size "$BATCH" \
-  --required-batch-size-multiple 1 "${extra[@]}" > "$HYP.generate" 2> "$HYP.log" \
+  --required-batch-size-multiple 1 --max-len-a 1.5 --max-len-b 10 "${extra[@]}" > "$HYP.generate" 2> "$HYP.log" \
   || { tail -n 3 "$HYP.log" >&2; die "fairseq-generate failed (log: $HYP.log)"; }
 # fairseq-generate prints hypotheses as H-<id>\t<score>\t<pieces>, out of order.
 grep -P '^H-\d+\t' "$HYP.generate" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \

@@ -64,7 +64,7 @@ binarize() {
   for split in "${splits[@]}"; do
     [[ -f $STAGING/text/$split.$name ]] && prefixes+=("--${split}pref" "$STAGING/text/$split.$name")
   done
-  fairseq-preprocess --only-source "${prefixes[@]}" --destdir "$STAGING/$name" --workers "$WORKERS" "$@" \
+  fairseq-preprocess --user-dir "$USER_DIR" --only-source "${prefixes[@]}" --destdir "$STAGING/$name" --workers "$WORKERS" "$@" \
     > "$STAGING/$name.log" 2>&1 || { tail -n 5 "$STAGING/$name.log" >&2; die "fairseq-preprocess failed for $name"; }
   mv "$STAGING/$name.log" "$STAGING/$name/preprocess.log"
 }

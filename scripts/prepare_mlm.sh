@@ -56,7 +56,7 @@ for split in "${splits[@]}"; do
 done
 
 log "binarizing with fairseq-preprocess --only-source"
-fairseq-preprocess --only-source "${prefixes[@]}" --destdir "$STAGING" --workers "$WORKERS" \
+fairseq-preprocess --user-dir "$USER_DIR" --only-source "${prefixes[@]}" --destdir "$STAGING" --workers "$WORKERS" \
   > "$STAGING/preprocess.log" 2>&1 \
   || { tail -n 5 "$STAGING/preprocess.log" >&2; die "fairseq-preprocess failed (log above)"; }
 rm -r "$STAGING/pieces"

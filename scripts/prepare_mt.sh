@@ -64,7 +64,7 @@ done
 rm "$STAGING/raw/train.$SRC_LANG" "$STAGING/raw/train.$TGT_LANG"
 
 log "binarizing with fairseq-preprocess --joined-dictionary"
-fairseq-preprocess --source-lang "$SRC_LANG" --target-lang "$TGT_LANG" \
+fairseq-preprocess --user-dir "$USER_DIR" --source-lang "$SRC_LANG" --target-lang "$TGT_LANG" \
   --trainpref "$STAGING/pieces/train" --validpref "$STAGING/pieces/valid" --testpref "$STAGING/pieces/test" \
   --destdir "$STAGING" --joined-dictionary --workers "$WORKERS" > "$STAGING/preprocess.log" 2>&1 \
   || { tail -n 5 "$STAGING/preprocess.log" >&2; die "fairseq-preprocess failed (log above)"; }

