@@ -1,6 +1,8 @@
 """Rows of the demo's result table: one JSON line per model, printed as markdown."""
 import argparse
+import csv
 import json
+import sys
 
 
 def add_row(args):
@@ -31,7 +33,15 @@ def show(args):
     print("| model | params | MB (fp32 weights) | MB on disk (checkpoint) | test BLEU | sacreBLEU signature |")
     print("|---|---:|---:|---:|---:|---|")
     for r in read_rows(args.table):
-        print(f"| {r['model']} | {r['params']:,} | {r['model_mb']:.2f} | {r['file_mb']:.2f} | {r['bleu']:.2f} | {r['signature']} |")
+        signature = r["signature"].replace("|", "\\|")  # a literal | inside a markdown cell
+        print(f"| {r['model']} | {r['params']:,} | {r['model_mb']:.2f} | {r['file_mb']:.2f} | {r['bleu']:.2f} | {signature} |")
+
+
+def to_csv(args):
+    rows = read_rows(args.table)
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["model"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def main():
@@ -46,6 +56,9 @@ def main():
     show_parser = commands.add_parser("show", help="print the table as markdown")
     show_parser.add_argument("--table", required=True)
     show_parser.set_defaults(run=show)
+    csv_parser = commands.add_parser("csv", help="print the table as CSV")
+    csv_parser.add_argument("--table", required=True)
+    csv_parser.set_defaults(run=to_csv)
     args = parser.parse_args()
     args.run(args)
 
