@@ -9,27 +9,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage="usage: $0 CKPT DATA [--split test] [--beam 5] [--batch-size 64] [--json] [-- fairseq-generate args]"
-SPLIT=test BEAM=5 BATCH=64 JSON=()
-positional=() extra=()
-while (($#)); do
-  case $1 in
-    --split) SPLIT=$2; shift 2 ;;
-    --beam) BEAM=$2; shift 2 ;;
-    --batch-size) BATCH=$2; shift 2 ;;
-    --json) JSON=(--json); shift ;;
-    --) shift; extra=("$@"); break ;;
-    -h|--help) echo "$usage"; exit 0 ;;
-    -*) die "unknown option $1; $usage" ;;
-    *) positional+=("$1"); shift ;;
-  esac
-done
-((${#positional[@]} == 2)) || die "$usage"
-CKPT=${positional[0]} DATA=${positional[1]}
+SPLIT=test BEAM=5 BATCH=64 JSON=0
+parse_args "$usage" "--split=SPLIT --beam=BEAM --batch-size=BATCH --json=JSON? --" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+CKPT=${POSITIONAL[0]} DATA=${POSITIONAL[1]}
 [[ -f $CKPT ]] || die "checkpoint '$CKPT' does not exist"
 require_dir "$DATA" "DATA"
 [[ -f $DATA/spm.model ]] || die "$DATA/spm.model is missing: prepare DATA with scripts/prepare_mt.sh"
 shopt -s nullglob
-refs=("$DATA"/raw/"$SPLIT".*)
 dicts=("$DATA"/dict.*.txt)
 shopt -u nullglob
 ((${#dicts[@]} == 2)) || die "$DATA must hold exactly two dict.LANG.txt files (found ${#dicts[@]})"
@@ -45,9 +32,11 @@ HYP=${CKPT%.pt}.$SPLIT.hyp
 log "translating $DATA ($SPLIT, $SRC_LANG->$TGT_LANG) with $CKPT, beam $BEAM"
 fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" --source-lang "$SRC_LANG" \
   --target-lang "$TGT_LANG" --gen-subset "$SPLIT" --beam "$BEAM" --batch-size "$BATCH" \
-  --required-batch-size-multiple 1 --max-len-a 1.5 --max-len-b 10 "${extra[@]}" > "$HYP.generate" 2> "$HYP.log" \
+  --required-batch-size-multiple 1 --max-len-a 1.5 --max-len-b 10 "${EXTRA[@]}" > "$HYP.generate" 2> "$HYP.log" \
   || { tail -n 3 "$HYP.log" >&2; die "fairseq-generate failed (log: $HYP.log)"; }
 # fairseq-generate prints hypotheses as H-<id>\t<score>\t<pieces>, out of order.
 grep -P '^H-\d+\t' "$HYP.generate" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \
   | "$PY" "$ROOT/scripts/lib/spm.py" decode --model "$DATA/spm.model" > "$HYP"
-"$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" "${JSON[@]}"
+json=()
+[[ $JSON == 1 ]] && json=(--json)
+"$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" "${json[@]}"

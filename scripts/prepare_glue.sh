@@ -10,18 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage="usage: $0 TASK_DIR OUT [PRETRAIN_DATA] [--workers 2] [--force]"
 WORKERS=2
-positional=()
-while (($#)); do
-  case $1 in
-    --workers) WORKERS=$2; shift 2 ;;
-    --force) FORCE=1; shift ;;
-    -h|--help) echo "$usage"; exit 0 ;;
-    -*) die "unknown option $1; $usage" ;;
-    *) positional+=("$1"); shift ;;
-  esac
-done
-((${#positional[@]} == 2 || ${#positional[@]} == 3)) || die "$usage"
-TASK_DIR=${positional[0]} OUT=${positional[1]} PRETRAIN=${positional[2]:-$ROOT/data-bin/en}
+parse_args "$usage" "--workers=WORKERS" "$@"
+((${#POSITIONAL[@]} == 2 || ${#POSITIONAL[@]} == 3)) || die "$usage"
+TASK_DIR=${POSITIONAL[0]} OUT=${POSITIONAL[1]} PRETRAIN=${POSITIONAL[2]:-$ROOT/data-bin/en}
 require_dir "$TASK_DIR" "TASK_DIR"
 require_dir "$PRETRAIN" "PRETRAIN_DATA"
 for f in spm.model dict.txt; do

@@ -9,19 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage="usage: $0 SRC_DIR OUT [--vocab-size 8000] [--workers 2] [--force]"
 VOCAB_SIZE=8000 WORKERS=2
-positional=()
-while (($#)); do
-  case $1 in
-    --vocab-size) VOCAB_SIZE=$2; shift 2 ;;
-    --workers) WORKERS=$2; shift 2 ;;
-    --force) FORCE=1; shift ;;
-    -h|--help) echo "$usage"; exit 0 ;;
-    -*) die "unknown option $1; $usage" ;;
-    *) positional+=("$1"); shift ;;
-  esac
-done
-((${#positional[@]} == 2)) || die "$usage"
-SRC_DIR=${positional[0]} OUT=${positional[1]}
+parse_args "$usage" "--vocab-size=VOCAB_SIZE --workers=WORKERS" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+SRC_DIR=${POSITIONAL[0]} OUT=${POSITIONAL[1]}
 require_dir "$SRC_DIR" "SRC_DIR"
 [[ $VOCAB_SIZE =~ ^[0-9]+$ ]] || die "--vocab-size must be a positive integer, got '$VOCAB_SIZE'"
 

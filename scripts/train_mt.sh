@@ -10,25 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage="usage: $0 DATA SAVE_DIR --arch ARCH [--minutes M] [--max-update N] [--lr 0.002] [--warmup 400] [--max-tokens 4096] [--seed 1] [--force] [-- fairseq-train args]"
 ARCH='' MINUTES='' MAX_UPDATE=0 LR=0.002 WARMUP=400 MAX_TOKENS=4096 SEED=1
-positional=() extra=()
-while (($#)); do
-  case $1 in
-    --arch) ARCH=$2; shift 2 ;;
-    --minutes) MINUTES=$2; shift 2 ;;
-    --max-update) MAX_UPDATE=$2; shift 2 ;;
-    --lr) LR=$2; shift 2 ;;
-    --warmup) WARMUP=$2; shift 2 ;;
-    --max-tokens) MAX_TOKENS=$2; shift 2 ;;
-    --seed) SEED=$2; shift 2 ;;
-    --force) FORCE=1; shift ;;
-    --) shift; extra=("$@"); break ;;
-    -h|--help) echo "$usage"; exit 0 ;;
-    -*) die "unknown option $1; $usage" ;;
-    *) positional+=("$1"); shift ;;
-  esac
-done
-((${#positional[@]} == 2)) || die "$usage"
-DATA=${positional[0]} SAVE_DIR=${positional[1]}
+parse_args "$usage" "--arch=ARCH --minutes=MINUTES --max-update=MAX_UPDATE --lr=LR --warmup=WARMUP --max-tokens=MAX_TOKENS --seed=SEED --" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+DATA=${POSITIONAL[0]} SAVE_DIR=${POSITIONAL[1]}
 require_dir "$DATA" "DATA"
 [[ -n $ARCH ]] || die "--arch is required (e.g. transformer_l3_h256); $usage"
 "$PY" -c "import sys, fairseq_compress; from fairseq.models import ARCH_MODEL_REGISTRY as r; sys.exit(sys.argv[1] not in r)" "$ARCH" 2>/dev/null \
@@ -46,7 +30,7 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --arch "$ARCH" --seed "$SEED"
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
   --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${budget[@]}"
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
-  --num-workers 0 --log-format simple --log-interval 50 "${extra[@]}")
+  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
 
 stamp=$(printf '%q ' "${cmd[@]}")
 if [[ -e $SAVE_DIR ]]; then

@@ -10,6 +10,37 @@ export PATH=$VENV/bin:$PATH
 die() { echo "error: $*" >&2; exit 2; }
 log() { echo "[$(basename "$0")] $*" >&2; }
 
+# parse_args USAGE SPEC ARGS...: the command line of a pipeline script.
+# SPEC lists "--flag=VAR" (takes a value), "--flag=VAR?" (a switch: VAR=1) and
+# "--" (arguments after -- go to EXTRA). --force sets FORCE=1, -h prints USAGE;
+# everything else lands in POSITIONAL.
+parse_args() {
+  local usage=$1 spec=$2 item
+  shift 2
+  local -A var_of=()
+  for item in $spec; do var_of[${item%%=*}]=${item#*=}; done
+  POSITIONAL=() EXTRA=()
+  while (($#)); do
+    case $1 in
+      --force) FORCE=1; shift ;;
+      -h|--help) echo "$usage"; exit 0 ;;
+      --)
+        [[ -n ${var_of[--]:-} ]] || die "unexpected --; $usage"
+        shift; EXTRA=("$@"); break ;;
+      -*)
+        local var=${var_of[$1]:-}
+        [[ -n $var ]] || die "unknown option $1; $usage"
+        if [[ $var == *\? ]]; then
+          printf -v "${var%\?}" 1; shift
+        else
+          (($# >= 2)) || die "$1 needs a value; $usage"
+          printf -v "$var" '%s' "$2"; shift 2
+        fi ;;
+      *) POSITIONAL+=("$1"); shift ;;
+    esac
+  done
+}
+
 require_dir() { [[ -d $1 ]] || die "$2 '$1' is not a directory"; }
 
 # input_file DIR NAME: DIR/NAME or DIR/NAME.gz, whichever exists.
