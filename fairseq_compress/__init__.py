@@ -9,8 +9,9 @@ import logging
 # fairseq's speech tasks log an irrelevant INFO line about tensorboardX on import.
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
-from . import checkpoint_safety  # noqa: E402
+from . import checkpoint_safety, errors  # noqa: E402
 
 checkpoint_safety.install()
+errors.install()
 
 from . import models  # noqa: E402,F401  (registers the architectures)

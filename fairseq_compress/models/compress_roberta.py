@@ -10,13 +10,14 @@ from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture
 from fairseq.utils import safe_getattr
 
+from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .sizes import FFN_RATIO, heads_for, register_sized_archs
 
 MODEL_NAME = "compress_roberta"
 
 
 @register_model(MODEL_NAME)
-class CompressRobertaModel(RobertaModel):
+class CompressRobertaModel(ScheduledDropHeadMixin, RobertaModel):
     pass
 
 

@@ -8,13 +8,14 @@ from fairseq.models.transformer import TransformerModel
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from fairseq.utils import safe_getattr
 
+from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .sizes import FFN_RATIO, heads_for, register_sized_archs
 
 MODEL_NAME = "compress_transformer"
 
 
 @register_model(MODEL_NAME)
-class CompressTransformerModel(TransformerModel):
+class CompressTransformerModel(ScheduledDropHeadMixin, TransformerModel):
     pass
 
 

@@ -1,0 +1,1 @@
+"""Attention and other modules of the plugin."""

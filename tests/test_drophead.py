@@ -1,0 +1,217 @@
+"""Scheduled DropHead: mask statistics, schedule, equivalence with stock attention,
+gradients, and end-to-end training / generation / resume / bad input."""
+import copy
+import math
+import re
+
+import pytest
+import torch
+from fairseq.modules import MultiheadAttention
+
+import fairseq_compress  # noqa: F401
+from fairseq_compress.errors import ConfigError
+from fairseq_compress.modules.scheduled_drophead import (
+    DropHeadMultiheadAttention,
+    drophead_mask,
+    drophead_rate,
+    drophead_schedule,
+)
+
+from conftest import TRAIN_MT, USER_DIR, run
+
+EMBED, HEADS, SRC, TGT, BATCH = 64, 4, 7, 5, 3
+
+
+def test_mask_drop_rate_and_rescale():
+    torch.manual_seed(0)
+    mask = drophead_mask(50_000, 8, 0.3)
+    dropped = (mask == 0).float().mean().item()
+    assert abs(dropped - 0.3) < 0.005
+    kept = (mask > 0).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(mask[mask > 0], (8 / kept.expand_as(mask))[mask > 0])
+    torch.testing.assert_close(mask.sum(dim=1), torch.full((50_000,), 8.0))
+
+
+def test_example_with_all_heads_dropped_keeps_them_all():
+    mask = drophead_mask(10, 4, 0.999999)
+    assert torch.equal(mask, torch.ones(10, 4))
+
+
+@pytest.mark.parametrize(
+    "step,expected",
+    [(0, 0.2), (50, 0.1), (100, 0.0), (550, 0.1), (1000, 0.2), (1200, 0.2)],
+)
+def test_v_schedule(step, expected):
+    assert math.isclose(drophead_rate(step, 0.2, "v", 100, 1000), expected, abs_tol=1e-12)
+
+
+def test_constant_schedule_and_no_warmup():
+    assert drophead_rate(500, 0.1, "constant", 100, 1000) == 0.1
+    assert drophead_rate(0, 0.2, "v", 0, 1000) == 0.0
+    assert math.isclose(drophead_rate(250, 0.2, "v", 0, 1000), 0.05)
+
+
+def attention_pair(self_attention=True, dropout=0.0):
+    torch.manual_seed(0)
+    stock = MultiheadAttention(EMBED, HEADS, dropout=dropout, self_attention=self_attention,
+                               encoder_decoder_attention=not self_attention)
+    drophead = copy.deepcopy(stock)
+    drophead.__class__ = DropHeadMultiheadAttention
+    return stock, drophead
+
+
+def inputs(with_masks=True):
+    torch.manual_seed(1)
+    query = torch.randn(TGT, BATCH, EMBED)
+    key = torch.randn(SRC, BATCH, EMBED)
+    padding = torch.zeros(BATCH, SRC, dtype=torch.bool)
+    padding[0, -2:] = True
+    padding[2, -4:] = True
+    causal = torch.triu(torch.full((TGT, SRC), float("-inf")), diagonal=SRC - TGT + 1)
+    return query, key, (padding if with_masks else None), (causal if with_masks else None)
+
+
+@pytest.mark.parametrize("mode", ["train_p0", "eval_p05"])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_equal_to_stock_attention_when_off(mode, need_weights):
+    stock, drophead = attention_pair(self_attention=False)
+    query, key, padding, causal = inputs()
+    drophead.drophead_p = 0.0 if mode == "train_p0" else 0.5
+    for module in (stock, drophead):
+        module.train(mode == "train_p0")
+    expected, expected_weights = stock(query, key, key, key_padding_mask=padding, attn_mask=causal, need_weights=need_weights)
+    actual, actual_weights = drophead(query, key, key, key_padding_mask=padding, attn_mask=causal, need_weights=need_weights)
+    torch.testing.assert_close(actual, expected)
+    if need_weights:
+        torch.testing.assert_close(actual_weights, expected_weights)
+
+
+def reference_drophead(module, query, key, padding, causal, heads):
+    """Textbook attention per head, heads scaled by the mask, then W_O."""
+    def split(x):
+        return x.view(x.size(0), BATCH, HEADS, EMBED // HEADS).permute(1, 2, 0, 3)
+
+    q, k, v = split(module.q_proj(query)), split(module.k_proj(key)), split(module.v_proj(key))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(EMBED // HEADS) + causal
+    scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
+    context = torch.softmax(scores, dim=-1) @ v * heads[:, :, None, None]
+    return module.out_proj(context.permute(2, 0, 1, 3).reshape(TGT, BATCH, EMBED))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_drophead_matches_reference(need_weights):
+    _, drophead = attention_pair(self_attention=False)
+    drophead.train()
+    drophead.drophead_p = 0.5
+    query, key, padding, causal = inputs()
+    torch.manual_seed(123)
+    actual, _ = drophead(query, key, key, key_padding_mask=padding, attn_mask=causal, need_weights=need_weights)
+    torch.manual_seed(123)  # the same draw: attention dropout is 0, so the mask is the only random step
+    heads = drophead_mask(BATCH, HEADS, 0.5)
+    assert (heads == 0).any(), "the draw should drop something for this test to mean anything"
+    torch.testing.assert_close(actual, reference_drophead(drophead, query, key, padding, causal, heads))
+
+
+def test_gradient_reaches_only_kept_heads():
+    _, drophead = attention_pair()
+    drophead.train()
+    drophead.drophead_p = 0.5
+    query = torch.randn(TGT, 1, EMBED)
+    torch.manual_seed(7)
+    output, _ = drophead(query, query, query, need_weights=False)
+    torch.manual_seed(7)
+    kept = drophead_mask(1, HEADS, 0.5)[0] > 0
+    assert 0 < kept.sum() < HEADS
+    output.sum().backward()
+    head_dim = EMBED // HEADS
+    for head in range(HEADS):
+        rows = slice(head * head_dim, (head + 1) * head_dim)
+        for proj in (drophead.q_proj, drophead.k_proj, drophead.v_proj):
+            grad_norm = proj.weight.grad[rows].abs().sum().item()
+            assert (grad_norm > 0) == bool(kept[head]), (head, proj)
+
+
+def test_bad_flags_are_config_errors():
+    from argparse import Namespace
+
+    def schedule(**kwargs):
+        return drophead_schedule(Namespace(**{"drophead_schedule": "v", "warmup_updates": 10, "max_update": 100, **kwargs}))
+
+    with pytest.raises(ConfigError, match=r"--drophead-p must be in \[0, 1\), got 1.0"):
+        schedule(drophead_p=1.0)
+    with pytest.raises(ConfigError, match="--drophead-p"):
+        schedule(drophead_p=-0.1)
+    with pytest.raises(ConfigError, match="--max-update"):
+        schedule(drophead_p=0.1, max_update=0)
+    with pytest.raises(ConfigError, match="--drophead-warmup-updates"):
+        schedule(drophead_p=0.1, drophead_warmup_updates=200)
+    assert schedule(drophead_p=0.1)["warmup_updates"] == 10  # defaults to the lr warmup
+
+
+def drophead_values(log):
+    """The drophead_p of each train_inner log line (the config dump names it too)."""
+    return [float(v) for v in re.findall(r"\| train_inner \|.*drophead_p=([0-9.]+)", log)]
+
+
+@pytest.fixture(scope="module")
+def drophead_run(mt_data, tmp_path_factory):
+    """transformer_l2_h128 with DropHead p=0.2, V schedule over 12 updates (W=4)."""
+    save_dir = tmp_path_factory.mktemp("drophead_mt")
+    args = TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--drophead-p", "0.2",
+                       "--warmup-updates", "4", "--max-update", "12", "--log-interval", "1",
+                       "--max-tokens", "1024", "--save-dir", save_dir]
+    result = run(args)
+    return save_dir, args, result.stdout + result.stderr
+
+
+def test_drophead_p_is_logged_on_schedule(drophead_run):
+    _, _, log = drophead_run
+    logged = drophead_values(log)
+    # The rate used in update u (1-based) is p(u - 1).
+    expected = [round(drophead_rate(u - 1, 0.2, "v", 4, 12), 4) for u in range(1, 13)]
+    assert logged[:12] == pytest.approx(expected)
+
+
+def test_schedule_survives_resume(mt_data, drophead_run, tmp_path):
+    _, args, log = drophead_run
+    save_dir = tmp_path / "resumed"
+    first = [a if a != "12" else "7" for a in args]  # stop at update 7 ...
+    first[first.index("--save-dir") + 1] = save_dir
+    run(first)
+    resumed = [a for a in args]  # ... then rerun the full command: it resumes from update 7
+    resumed[resumed.index("--save-dir") + 1] = save_dir
+    result = run(resumed)
+    assert "Loaded checkpoint" in result.stdout + result.stderr
+    assert drophead_values(result.stdout + result.stderr)[:5] == drophead_values(log)[7:12]
+
+
+def test_generate_with_beam_search_after_drophead_training(mt_data, drophead_run):
+    save_dir, _, _ = drophead_run
+    result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", save_dir / "checkpoint_last.pt",
+                  "--beam", "4", "--max-sentences", "50", "--max-len-b", "20"])
+    assert result.stdout.count("\nH-") == 200
+
+
+def test_roberta_trains_with_drophead(tmp_path):
+    from test_pipelines import WORDS, sentences, script
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "train.txt").write_text("\n".join(sentences(300, WORDS)) + "\n")
+    (raw / "valid.txt").write_text("\n".join(sentences(80, WORDS, offset=3)) + "\n")  # >= 8 blocks
+    run(script("prepare_mlm.sh") + [raw, tmp_path / "bin", "--vocab-size", "30"])
+    result = run(["fairseq-train", tmp_path / "bin", "--user-dir", USER_DIR, "--cpu", "--task", "masked_lm",
+                  "--criterion", "masked_lm", "--arch", "roberta_l2_h128", "--tokens-per-sample", "64",
+                  "--drophead-p", "0.2", "--drophead-schedule", "constant", "--optimizer", "adam", "--lr", "0.0005",
+                  "--max-tokens", "2048", "--max-update", "3", "--log-interval", "1", "--no-progress-bar",
+                  "--num-workers", "0", "--save-dir", tmp_path / "ckpt"])
+    assert drophead_values(result.stdout + result.stderr)[:3] == [0.2, 0.2, 0.2]
+
+
+def test_bad_drophead_flag_is_one_line_before_training(mt_data, tmp_path):
+    result = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--drophead-p", "1.5",
+                             "--max-update", "5", "--save-dir", tmp_path / "ckpt"], check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "error: --drophead-p must be in [0, 1), got 1.5"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
