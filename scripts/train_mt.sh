@@ -48,6 +48,8 @@ fi
 mkdir -p "$SAVE_DIR"
 echo "$stamp" > "$SAVE_DIR/.train_command"
 log "training $ARCH on $DATA -> $SAVE_DIR (log: $SAVE_DIR/train.log)"
-"${cmd[@]}" >> "$SAVE_DIR/train.log" 2>&1 || { tail -n 5 "$SAVE_DIR/train.log" >&2; die "fairseq-train failed (log: $SAVE_DIR/train.log)"; }
+# On failure show the last lines that are not INFO (fairseq dumps its whole config at INFO).
+"${cmd[@]}" >> "$SAVE_DIR/train.log" 2>&1 \
+  || { grep -v '| INFO |' "$SAVE_DIR/train.log" | tail -n 5 >&2; die "fairseq-train failed (log: $SAVE_DIR/train.log)"; }
 touch "$SAVE_DIR/.done"
 log "$(grep -E '\| train \|' "$SAVE_DIR/train.log" | tail -n 1)"
