@@ -35,23 +35,23 @@ def _explain_refusal(path, error):
     )
 
 
-def load_state(path):
-    """``torch.load`` of a checkpoint to CPU with the safe unpickler."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise _explain_refusal(path, error) from None
+def _refuse_unsafe_pickles(load):
+    """Wrap a checkpoint loader so torch's refusal becomes one clear error."""
 
-
-def _refuse_unsafe_pickles(load_checkpoint_to_cpu):
-    def load(path, *args, **kwargs):
+    def safe_load(path, *args, **kwargs):
         try:
-            return load_checkpoint_to_cpu(path, *args, **kwargs)
+            return load(path, *args, **kwargs)
         except pickle.UnpicklingError as error:
             raise _explain_refusal(path, error) from None
 
-    load.__wrapped__ = load_checkpoint_to_cpu
-    return load
+    safe_load.__wrapped__ = load
+    return safe_load
+
+
+@_refuse_unsafe_pickles
+def load_state(path):
+    """``torch.load`` of a checkpoint to CPU with the safe unpickler."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def install():
