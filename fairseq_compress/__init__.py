@@ -14,4 +14,4 @@ from . import checkpoint_safety, errors  # noqa: E402
 checkpoint_safety.install()
 errors.install()
 
-from . import models  # noqa: E402,F401  (registers the architectures)
+from . import criterions, models  # noqa: E402,F401  (registration)

@@ -6,30 +6,26 @@
 # Finished runs are reused, so an interrupted study resumes where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source "$ROOT/scripts/lib/drophead.sh"
 
 usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 1500] [--seeds '1 2 3'] [--configs 'baseline v_p0.1 v_p0.2 constant_p0.1']"
-ARCH=transformer_l3_h256 MAX_UPDATE=1500 SEEDS="1 2 3" CONFIGS="baseline v_p0.1 v_p0.2 constant_p0.1"
+ARCH=transformer_l3_h256 MAX_UPDATE=1500 SEEDS="1 2 3" CONFIGS=$DROPHEAD_CONFIGS
 parse_args "$usage" "--arch=ARCH --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS" "$@"
 DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_mt}
 require_dir "$DATA" "DATA (prepare it with scripts/prepare_mt.sh)"
 
-declare -A drophead=(
-  [baseline]=""
-  [v_p0.1]="--drophead-p 0.1 --drophead-schedule v"
-  [v_p0.2]="--drophead-p 0.2 --drophead-schedule v"
-  [constant_p0.1]="--drophead-p 0.1 --drophead-schedule constant"
-)
 read -r -a configs <<< "$CONFIGS"
-for config in "${configs[@]}"; do
-  [[ -v drophead[$config] ]] || die "--configs: unknown config '$config' (known: ${!drophead[*]})"
-done
+require_drophead_configs "${configs[@]}"
 for config in "${configs[@]}"; do
   for seed in $SEEDS; do
     run=$OUT/$config/seed$seed
     # shellcheck disable=SC2086  # the flags are words
     bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run" --arch "$ARCH" --max-update "$MAX_UPDATE" \
-      --seed "$seed" --max-tokens 1024 --warmup 100 -- ${drophead[$config]}
-    [[ -f $run/bleu.json ]] || bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_last.pt" "$DATA" --json > "$run/bleu.json"
+      --seed "$seed" --max-tokens 1024 --warmup 100 -- ${DROPHEAD_FLAGS[$config]}
+    if [[ ! -f $run/bleu.json ]]; then
+      bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_last.pt" "$DATA" --json > "$run/bleu.json.tmp"
+      mv "$run/bleu.json.tmp" "$run/bleu.json"
+    fi
     log "$config seed $seed: $(cat "$run/bleu.json")"
   done
 done

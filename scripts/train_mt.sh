@@ -3,8 +3,7 @@
 # for a wall-clock budget (--minutes) and/or a number of updates (--max-update).
 # The recipe (Adam, inverse-sqrt warmup, label smoothing 0.1) is fairseq's
 # standard one; arguments after -- go to fairseq-train and override it.
-# SAVE_DIR remembers the command that trained it: the same command again
-# resumes (or does nothing when finished); another one needs --force / FORCE=1.
+# SAVE_DIR remembers the command that trained it (see run_training in lib/common.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -15,41 +14,19 @@ parse_args "$usage" "--arch=ARCH --minutes=MINUTES --max-update=MAX_UPDATE --lr=
 DATA=${POSITIONAL[0]} SAVE_DIR=${POSITIONAL[1]}
 require_dir "$DATA" "DATA"
 [[ -n $ARCH ]] || die "--arch is required (e.g. transformer_l3_h256); $usage"
-"$PY" -c "import sys, fairseq_compress; from fairseq.models import ARCH_MODEL_REGISTRY as r; sys.exit(sys.argv[1] not in r)" "$ARCH" 2>/dev/null \
-  || die "--arch $ARCH is not a registered architecture (plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024})"
+require_arch "$ARCH" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024}"
 [[ -n $MINUTES || $MAX_UPDATE != 0 ]] || die "give --minutes and/or --max-update"
-[[ -z $MINUTES || $MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--minutes must be a positive number, got '$MINUTES'"
+set_budget "$MINUTES"
 [[ $MAX_UPDATE =~ ^[0-9]+$ ]] || die "--max-update must be a non-negative integer, got '$MAX_UPDATE'"
 ls "$DATA"/train.*-*.*.bin > /dev/null 2>&1 || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mt.sh"
 
-budget=()
-[[ -n $MINUTES ]] && budget+=(--stop-time-hours "$("$PY" -c "print($MINUTES / 60)")")
 cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --arch "$ARCH" --seed "$SEED"
   --optimizer adam --adam-betas "(0.9,0.98)" --weight-decay 0.0001 --clip-norm 1.0
   --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP"
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
-  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${budget[@]}"
+  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
   --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
 
-stamp=$(printf '%q ' "${cmd[@]}")
-if [[ -e $SAVE_DIR ]]; then
-  if [[ ${FORCE:-0} == 1 ]]; then
-    rm -rf "$SAVE_DIR"
-  elif [[ ! -f $SAVE_DIR/.train_command || $(cat "$SAVE_DIR/.train_command") != "$stamp" ]]; then
-    die "$SAVE_DIR already exists and holds another run; pass --force or FORCE=1 to replace it"
-  elif [[ -f $SAVE_DIR/.done ]]; then
-    log "$SAVE_DIR already holds this finished run; nothing to do"
-    exit 0
-  else
-    log "resuming the unfinished run in $SAVE_DIR"
-  fi
-fi
-mkdir -p "$SAVE_DIR"
-echo "$stamp" > "$SAVE_DIR/.train_command"
-log "training $ARCH on $DATA -> $SAVE_DIR (log: $SAVE_DIR/train.log)"
-# On failure show the last lines that are not INFO (fairseq dumps its whole config at INFO).
-"${cmd[@]}" >> "$SAVE_DIR/train.log" 2>&1 \
-  || { grep -v '| INFO |' "$SAVE_DIR/train.log" | tail -n 5 >&2; die "fairseq-train failed (log: $SAVE_DIR/train.log)"; }
-touch "$SAVE_DIR/.done"
-log "$(grep -E '\| train \|' "$SAVE_DIR/train.log" | tail -n 1)"
+log "training $ARCH on $DATA"
+run_training "$SAVE_DIR" "${cmd[@]}"

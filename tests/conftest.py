@@ -65,3 +65,19 @@ def mt_checkpoint(mt_data, tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("mt_ckpt")
     run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "40", "--save-dir", save_dir])
     return save_dir / "checkpoint_best.pt"
+
+
+@pytest.fixture(scope="session")
+def mlm_data(tmp_path_factory):
+    """Slices of the shipped English text and cls task, prepared by
+    scripts/prepare_mlm.sh and prepare_glue.sh: (en_bin, cls_bin)."""
+    work = tmp_path_factory.mktemp("mlm")
+    (work / "en").mkdir()
+    (work / "cls").mkdir()
+    head_lines(RAW / "en/train.txt.gz", work / "en/train.txt", 3000)
+    head_lines(RAW / "en/valid.txt.gz", work / "en/valid.txt", 100)
+    for split, n in (("train", 800), ("dev", 200), ("test", 200)):
+        head_lines(RAW / f"cls/{split}.tsv.gz", work / f"cls/{split}.tsv", n + 1)
+    run(["bash", ROOT / "scripts/prepare_mlm.sh", work / "en", work / "en-bin", "--vocab-size", "1000"])
+    run(["bash", ROOT / "scripts/prepare_glue.sh", work / "cls", work / "cls-bin", work / "en-bin"])
+    return work / "en-bin", work / "cls-bin"

@@ -1,1 +1,1 @@
-from . import compress_roberta, compress_transformer  # noqa: F401  (registration)
+from . import compress_roberta, compress_transformer, electra  # noqa: F401  (registration)

@@ -98,3 +98,46 @@ finish_output() {
 
 # A description of input files (name, size, mtime) for stamps.
 describe_inputs() { for f in "$@"; do stat -c '%n %s %Y' "$f"; done; }
+
+# run_training SAVE_DIR FAIRSEQ_TRAIN_CMD...: train into SAVE_DIR, which
+# remembers the command that trained it: the same command again resumes (or
+# does nothing when finished); another one needs FORCE=1 (or --force).
+run_training() {
+  local save_dir=$1; shift
+  local stamp
+  stamp=$(printf '%q ' "$@")
+  if [[ -e $save_dir ]]; then
+    if [[ ${FORCE:-0} == 1 ]]; then
+      rm -rf "$save_dir"
+    elif [[ ! -f $save_dir/.train_command || $(cat "$save_dir/.train_command") != "$stamp" ]]; then
+      die "$save_dir already exists and holds another run; pass --force or FORCE=1 to replace it"
+    elif [[ -f $save_dir/.done ]]; then
+      log "$save_dir already holds this finished run; nothing to do"
+      return 0
+    else
+      log "resuming the unfinished run in $save_dir"
+    fi
+  fi
+  mkdir -p "$save_dir"
+  echo "$stamp" > "$save_dir/.train_command"
+  log "training -> $save_dir (log: $save_dir/train.log)"
+  # On failure show the last lines that are not INFO (fairseq dumps its whole config at INFO).
+  "$@" >> "$save_dir/train.log" 2>&1 \
+    || { grep -v '| INFO |' "$save_dir/train.log" | tail -n 5 >&2; die "fairseq-train failed (log: $save_dir/train.log)"; }
+  touch "$save_dir/.done"
+  log "$(grep -E '\| train \|' "$save_dir/train.log" | tail -n 1)"
+}
+
+# require_arch ARCH HINT: ARCH is a registered fairseq architecture.
+require_arch() {
+  "$PY" -c "import sys, fairseq_compress; from fairseq.models import ARCH_MODEL_REGISTRY as r; sys.exit(sys.argv[1] not in r)" "$1" 2>/dev/null \
+    || die "--arch $1 is not a registered architecture ($2)"
+}
+
+# set_budget MINUTES: BUDGET = fairseq's wall-clock stop for a budget in minutes ('' = none).
+set_budget() {
+  BUDGET=()
+  [[ -z $1 ]] && return 0
+  [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--minutes must be a positive number, got '$1'"
+  BUDGET=(--stop-time-hours "$("$PY" -c "print($1 / 60)")")
+}

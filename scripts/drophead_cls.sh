@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Scheduled DropHead on classification: pretrain one roberta_l* masked LM on the
+# shipped English text (no DropHead), then fine-tune it on the shipped cls task
+# without DropHead (baseline) and with DropHead during fine-tuning (p = 0.1 and
+# 0.2 on the V schedule, constant p = 0.1), the same recipe and seeds for all;
+# test accuracy (checkpoint best on dev) mean +- std.
+# Writes OUT/pretrain/, OUT/<config>/seed<N>/ and docs/results/drophead_cls.csv.
+# Finished stages are reused, so an interrupted study resumes where it stopped.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source "$ROOT/scripts/lib/drophead.sh"
+
+usage="usage: $0 [RAW] [OUT] [--arch roberta_l3_h256] [--pretrain-minutes 20] [--max-update 2000] [--seeds '1 2 3'] [--configs '$DROPHEAD_CONFIGS']"
+ARCH=roberta_l3_h256 PRETRAIN_MINUTES=20 MAX_UPDATE=2000 SEEDS="1 2 3" CONFIGS=$DROPHEAD_CONFIGS
+parse_args "$usage" "--arch=ARCH --pretrain-minutes=PRETRAIN_MINUTES --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS" "$@"
+RAW=${POSITIONAL[0]:-$ROOT/data-bin/raw} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_cls}
+read -r -a configs <<< "$CONFIGS"
+require_drophead_configs "${configs[@]}"
+
+bash "$ROOT/scripts/prepare_mlm.sh" "$RAW/en" "$ROOT/data-bin/en"
+bash "$ROOT/scripts/prepare_glue.sh" "$RAW/cls" "$ROOT/data-bin/cls" "$ROOT/data-bin/en"
+bash "$ROOT/scripts/pretrain_mlm.sh" "$ROOT/data-bin/en" "$OUT/pretrain" --arch "$ARCH" --minutes "$PRETRAIN_MINUTES"
+for config in "${configs[@]}"; do
+  for seed in $SEEDS; do
+    # shellcheck disable=SC2086  # the flags are words
+    result=$(bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$config/seed$seed" --arch "$ARCH" \
+      --pretrained "$OUT/pretrain/checkpoint_last.pt" --max-update "$MAX_UPDATE" --seed "$seed" \
+      -- ${DROPHEAD_FLAGS[$config]})
+    log "$config seed $seed: $result"
+  done
+done
+echo "Scheduled DropHead during fine-tuning, $ARCH ($PRETRAIN_MINUTES min MLM pretraining), cls test accuracy:"
+"$PY" "$ROOT/scripts/lib/summarize_runs.py" "$OUT" --metric accuracy --metric-file accuracy.json \
+  --configs "${configs[@]}" --csv "$ROOT/docs/results/drophead_cls.csv"

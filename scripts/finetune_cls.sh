@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fine-tune an encoder on a classification task from prepare_glue.sh with the
+# stock sentence_prediction task, as fairseq's RoBERTa GLUE recipe does
+# (Adam 0.9/0.98, eps 1e-6, weight decay 0.1, linear decay after 6 % warmup,
+# batch 32), then score the checkpoint best on dev with fairseq-validate:
+# SAVE_DIR/accuracy.json = {"accuracy": test (or dev when there is no test), "dev_accuracy": ...}.
+# --pretrained CKPT restores a pretraining checkpoint (its optimizer, meters and
+# data position are reset); without it the encoder starts from random weights.
+# Arguments after -- go to fairseq-train and override the recipe.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage="usage: $0 DATA SAVE_DIR --arch ARCH [--pretrained CKPT] [--max-update 2000] [--lr 0.0001] [--batch-size 32] [--max-positions 128] [--seed 1] [--force] [-- fairseq-train args]"
+ARCH='' PRETRAINED='' MAX_UPDATE=2000 LR=0.0001 BATCH=32 MAX_POSITIONS=128 SEED=1
+parse_args "$usage" "--arch=ARCH --pretrained=PRETRAINED --max-update=MAX_UPDATE --lr=LR --batch-size=BATCH --max-positions=MAX_POSITIONS --seed=SEED --" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+DATA=${POSITIONAL[0]} SAVE_DIR=${POSITIONAL[1]}
+require_dir "$DATA" "DATA"
+[[ -n $ARCH ]] || die "--arch is required (the pretrained model's arch); $usage"
+require_arch "$ARCH" "plugin archs: roberta_l*_h*, electra_*"
+[[ -f $DATA/label/dict.txt && -f $DATA/input0/train.bin ]] || die "$DATA is not a classification task: prepare it with scripts/prepare_glue.sh"
+[[ -z $PRETRAINED || -f $PRETRAINED ]] || die "--pretrained: checkpoint '$PRETRAINED' does not exist"
+[[ $MAX_UPDATE =~ ^[1-9][0-9]*$ ]] || die "--max-update must be a positive integer, got '$MAX_UPDATE'"
+
+n_classes=$(wc -l < "$DATA/label/dict.txt")
+restore=()
+[[ -n $PRETRAINED ]] && restore=(--restore-file "$(realpath "$PRETRAINED")" --reset-optimizer --reset-dataloader --reset-meters --reset-lr-scheduler)
+cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task sentence_prediction --criterion sentence_prediction
+  --num-classes "$n_classes" --arch "$ARCH" --seed "$SEED" "${restore[@]}"
+  --max-positions "$MAX_POSITIONS" --init-token 0 --separator-token 2 --shorten-method truncate
+  --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.1 --clip-norm 0.0
+  --lr "$LR" --lr-scheduler polynomial_decay --total-num-update "$MAX_UPDATE" --warmup-updates $((MAX_UPDATE * 6 / 100))
+  --batch-size "$BATCH" --max-update "$MAX_UPDATE" --required-batch-size-multiple 1
+  --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric
+  --save-dir "$SAVE_DIR" --no-epoch-checkpoints --save-interval-updates $((MAX_UPDATE / 4))
+  --keep-interval-updates 1 --validate-interval-updates $((MAX_UPDATE / 4))
+  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
+
+log "fine-tuning $ARCH on $DATA (${PRETRAINED:-from scratch})"
+run_training "$SAVE_DIR" "${cmd[@]}"
+
+result=$SAVE_DIR/accuracy.json
+[[ -f $result && $result -nt $SAVE_DIR/.done ]] && { cat "$result"; exit 0; }
+subsets=valid
+[[ -f $DATA/input0/test.bin ]] && subsets=valid,test
+fairseq-validate "$DATA" --user-dir "$USER_DIR" --path "$SAVE_DIR/checkpoint_best.pt" \
+  --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
+  --max-positions "$MAX_POSITIONS" --shorten-method truncate \
+  --valid-subset "$subsets" --batch-size 64 --num-workers 0 > "$SAVE_DIR/validate.log" 2>&1 \
+  || { tail -n 5 "$SAVE_DIR/validate.log" >&2; die "fairseq-validate failed (log: $SAVE_DIR/validate.log)"; }
+"$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$SAVE_DIR/validate.log" > "$result.tmp"
+mv "$result.tmp" "$result"
+cat "$result"

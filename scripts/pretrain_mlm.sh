@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Pretrain a masked-LM encoder (roberta_l*_h*, or ELECTRA with --criterion electra)
+# with fairseq-train --user-dir fairseq_compress on data from prepare_mlm.sh,
+# for a wall-clock budget (--minutes) and/or a number of updates (--max-update).
+# The recipe is RoBERTa's (Adam 0.9/0.98, eps 1e-6, weight decay 0.01, 15 %
+# masking of full-length blocks) with an inverse-sqrt schedule, so a run can be
+# cut at any wall-clock time; ELECTRA gets its masking (85 % [MASK], 15 % kept,
+# no random tokens). Arguments after -- go to fairseq-train and override it.
+# SAVE_DIR remembers the command that trained it (see run_training in lib/common.sh).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage="usage: $0 DATA SAVE_DIR --arch ARCH [--criterion masked_lm|electra] [--minutes M] [--max-update N] [--lr 0.0005] [--warmup 500] [--tokens-per-sample 128] [--max-tokens 4096] [--seed 1] [--force] [-- fairseq-train args]"
+ARCH='' CRITERION=masked_lm MINUTES='' MAX_UPDATE=0 LR=0.0005 WARMUP=500 TOKENS_PER_SAMPLE=128 MAX_TOKENS=4096 SEED=1
+parse_args "$usage" "--arch=ARCH --criterion=CRITERION --minutes=MINUTES --max-update=MAX_UPDATE --lr=LR --warmup=WARMUP --tokens-per-sample=TOKENS_PER_SAMPLE --max-tokens=MAX_TOKENS --seed=SEED --" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+DATA=${POSITIONAL[0]} SAVE_DIR=${POSITIONAL[1]}
+require_dir "$DATA" "DATA"
+[[ -n $ARCH ]] || die "--arch is required (e.g. roberta_l3_h256); $usage"
+require_arch "$ARCH" "plugin archs: roberta_l{2,3,6,12,18,24}_h{128,256,512,768,1024}, electra_{tiny,small,base,large}"
+[[ -n $MINUTES || $MAX_UPDATE != 0 ]] || die "give --minutes and/or --max-update"
+set_budget "$MINUTES"
+[[ $MAX_UPDATE =~ ^[0-9]+$ ]] || die "--max-update must be a non-negative integer, got '$MAX_UPDATE'"
+[[ -f $DATA/train.bin && -f $DATA/dict.txt ]] || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mlm.sh"
+case $CRITERION in
+  masked_lm) masking=() ;;
+  electra) masking=(--mask-prob 0.15 --leave-unmasked-prob 0.15 --random-token-prob 0.0) ;;
+  *) die "--criterion must be masked_lm or electra, got '$CRITERION'" ;;
+esac
+
+cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task masked_lm --criterion "$CRITERION" "${masking[@]}"
+  --arch "$ARCH" --seed "$SEED" --sample-break-mode none --tokens-per-sample "$TOKENS_PER_SAMPLE"
+  --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
+  --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP"
+  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"
+  --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
+  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
+
+log "pretraining $ARCH ($CRITERION) on $DATA"
+run_training "$SAVE_DIR" "${cmd[@]}"
