@@ -30,5 +30,6 @@ for config in "${configs[@]}"; do
   done
 done
 echo "Scheduled DropHead, $ARCH, $MAX_UPDATE updates, EN->FR test BLEU:"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "$OUT" --metric bleu --configs "${configs[@]}" \
-  --csv "$ROOT/docs/results/drophead_mt.csv"
+groups=()
+for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
+"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric bleu --csv "$ROOT/docs/results/drophead_mt.csv"

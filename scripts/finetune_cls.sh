@@ -32,8 +32,8 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task sentence_prediction --c
   --lr "$LR" --lr-scheduler polynomial_decay --total-num-update "$MAX_UPDATE" --warmup-updates $((MAX_UPDATE * 6 / 100))
   --batch-size "$BATCH" --max-update "$MAX_UPDATE" --required-batch-size-multiple 1
   --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric
-  --save-dir "$SAVE_DIR" --no-epoch-checkpoints --save-interval-updates $((MAX_UPDATE / 4))
-  --keep-interval-updates 1 --validate-interval-updates $((MAX_UPDATE / 4))
+  --save-dir "$SAVE_DIR" --no-epoch-checkpoints --save-interval-updates $(((MAX_UPDATE + 3) / 4))
+  --keep-interval-updates 1 --validate-interval-updates $(((MAX_UPDATE + 3) / 4))
   --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
 
 log "fine-tuning $ARCH on $DATA (${PRETRAINED:-from scratch})"

@@ -1,5 +1,6 @@
 """The bash pipelines on small local files in the standard layouts, and their bad-input errors."""
 import gzip
+import json
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_prepare_mt_bad_inputs(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mlm_data(tmp_path_factory):
+def synthetic_mlm(tmp_path_factory):
     work = tmp_path_factory.mktemp("mlm")
     raw = work / "raw"
     raw.mkdir()
@@ -95,28 +96,28 @@ def write_tsv(path, header, rows):
     path.write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
 
 
-def test_prepare_mlm_output(mlm_data):
+def test_prepare_mlm_output(synthetic_mlm):
     for name in ("spm.model", "dict.txt", "train.bin", "valid.idx"):
-        assert (mlm_data / name).exists(), name
+        assert (synthetic_mlm / name).exists(), name
 
 
-def test_prepare_glue_single_sentence(tmp_path, mlm_data):
+def test_prepare_glue_single_sentence(tmp_path, synthetic_mlm):
     task = tmp_path / "task"
     task.mkdir()
     for split, n in (("train", 60), ("dev", 10), ("test", 10)):
         write_tsv(task / f"{split}.tsv", ["sentence", "label"],
                   [(s, "red" if "red" in s else "other") for s in sentences(n, WORDS, offset=n)])
     out = tmp_path / "bin"
-    result = run(script("prepare_glue.sh") + [task, out, mlm_data])
+    result = run(script("prepare_glue.sh") + [task, out, synthetic_mlm])
     assert "2 classes" in result.stderr
     assert sorted(line.split()[0] for line in (out / "label/dict.txt").read_text().splitlines()) == ["other", "red"]
-    assert (out / "input0/dict.txt").read_text() == (mlm_data / "dict.txt").read_text()
+    assert (out / "input0/dict.txt").read_text() == (synthetic_mlm / "dict.txt").read_text()
     for name in ("input0/train.bin", "input0/valid.bin", "input0/test.bin", "label/test.bin", "spm.model"):
         assert (out / name).exists(), name
     assert not (out / "input1").exists()
 
 
-def test_prepare_glue_mnli_layout(tmp_path, mlm_data):
+def test_prepare_glue_mnli_layout(tmp_path, synthetic_mlm):
     header = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse "
               "sentence1_parse sentence2_parse sentence1 sentence2 label1 gold_label").split()
     labels = ["entailment", "neutral", "contradiction"]
@@ -128,25 +129,25 @@ def test_prepare_glue_mnli_layout(tmp_path, mlm_data):
         write_tsv(task / f"{split}.tsv", header, rows)
     write_tsv(task / "test_matched.tsv", header[:10], [(str(i), "1", "2", "f", "(a)", "(b)", "(a)", "(b)", "a red cat", "a dog") for i in range(5)])
     out = tmp_path / "bin"
-    result = run(script("prepare_glue.sh") + [task, out, mlm_data])
+    result = run(script("prepare_glue.sh") + [task, out, synthetic_mlm])
     assert "3 classes" in result.stderr
     for name in ("input0/valid.bin", "input1/train.bin", "input1/test.bin", "label/valid.bin"):
         assert (out / name).exists(), name
     assert not (out / "label/test.bin").exists()  # GLUE test sets have no labels
 
 
-def test_prepare_glue_bad_inputs(tmp_path, mlm_data):
+def test_prepare_glue_bad_inputs(tmp_path, synthetic_mlm):
     task = tmp_path / "task"
     task.mkdir()
     write_tsv(task / "train.tsv", ["sentence", "label"], [("a red cat", "red"), ("a dog", "other")])
     (task / "train.tsv").write_text((task / "train.tsv").read_text() + "a row without label\n")
     write_tsv(task / "dev.tsv", ["sentence", "label"], [("a red dog", "red")])
-    error = one_line_error(run(script("prepare_glue.sh") + [task, tmp_path / "out", mlm_data], check=False),
+    error = one_line_error(run(script("prepare_glue.sh") + [task, tmp_path / "out", synthetic_mlm], check=False),
                            "train.tsv line 4", "1 tab-separated columns")
     assert "header has 2" in error
     assert not (tmp_path / "out").exists()
     one_line_error(run(script("prepare_glue.sh") + [task, tmp_path / "out", tmp_path / "nope"], check=False), "PRETRAIN_DATA")
-    one_line_error(run(script("prepare_glue.sh") + [tmp_path / "nope", tmp_path / "out", mlm_data], check=False), "TASK_DIR")
+    one_line_error(run(script("prepare_glue.sh") + [tmp_path / "nope", tmp_path / "out", synthetic_mlm], check=False), "TASK_DIR")
 
 
 def test_train_mt_rejects_unknown_arch_before_training(tmp_path):
@@ -169,3 +170,40 @@ def test_train_mt_reruns_resume_and_refuse_other_runs(tmp_path):
     assert error and checkpoint.read_bytes() == saved
     run(train[:-1] + ["3", "--force"])
     assert "num_updates 3" in (tmp_path / "ckpt/train.log").read_text()
+
+
+def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
+    en_bin, cls_bin = mlm_data
+    pretrain = script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "electra_tiny", "--criterion", "electra",
+                                            "--max-update", "3", "--tokens-per-sample", "64", "--max-tokens", "1024"]
+    run(pretrain)
+    assert "nothing to do" in run(pretrain).stderr
+    stats = json.loads(run(["python", ROOT / "scripts/lib/train_stats.py", "--columns", tmp_path / "pre/train.log"]).stdout)
+    assert stats["pretraining updates"] == 3 and stats["tokens/s"] > 0
+    finetune = script("finetune_cls.sh") + [cls_bin, tmp_path / "group/seed1", "--arch", "electra_tiny",
+                                            "--pretrained", tmp_path / "pre/checkpoint_last.pt", "--max-update", "4",
+                                            "--max-positions", "64", "--batch-size", "16"]
+    result = json.loads(run(finetune).stdout)
+    assert 0 <= result["accuracy"] <= 100 and 0 <= result["dev_accuracy"] <= 100
+    assert json.loads((tmp_path / "group/seed1/accuracy.json").read_text()) == result
+    assert "num_updates 4" in (tmp_path / "group/seed1/train.log").read_text()
+    (tmp_path / "group/group.json").write_text('{"pretraining updates": 3}')
+    table = run(["python", ROOT / "scripts/lib/summarize_runs.py", f"electra={tmp_path / 'group'}", "--metric", "accuracy",
+                 "dev_accuracy", "--metric-file", "accuracy.json", "--csv", tmp_path / "runs.csv"]).stdout
+    assert "| electra | 3 | 1 |" in table
+    assert (tmp_path / "runs.csv").read_text().splitlines()[0] == "config,seed,accuracy,dev_accuracy"
+
+
+def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
+    en_bin, cls_bin = mlm_data
+    one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
+                                                    "--criterion", "mlm", "--max-update", "1"], check=False),
+                   "--criterion must be masked_lm or electra")
+    one_line_error(run(script("pretrain_mlm.sh") + [cls_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
+                                                    "--max-update", "1"], check=False), "prepare_mlm.sh")
+    one_line_error(run(script("finetune_cls.sh") + [cls_bin, tmp_path / "ft", "--arch", "roberta_l2_h128",
+                                                    "--pretrained", tmp_path / "missing.pt"], check=False),
+                   "--pretrained", "missing.pt")
+    one_line_error(run(script("finetune_cls.sh") + [en_bin, tmp_path / "ft", "--arch", "roberta_l2_h128"], check=False),
+                   "prepare_glue.sh")
+    assert not (tmp_path / "pre").exists() and not (tmp_path / "ft").exists()

@@ -1,5 +1,9 @@
-"""Mean +- std of a metric over seeds: reads RUNS/<config>/seed<N>/<metric file>.json,
-writes one CSV row per run and prints a markdown table per config."""
+"""Mean +- std of metrics over seeds.
+
+Each group is NAME=DIR, where DIR holds seed<N>/<metric file> (JSON) and,
+optionally, group.json: extra columns for the table (e.g. pretraining figures).
+Writes one CSV row per run and prints a markdown table with one row per group.
+"""
 import argparse
 import csv
 import json
@@ -7,40 +11,56 @@ import statistics
 from pathlib import Path
 
 
-def collect(runs_dir, metric_file, metric):
+def collect(name, directory, metric_file, metrics):
     rows = []
-    for path in sorted(Path(runs_dir).glob(f"*/seed*/{metric_file}")):
-        config, seed = path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
-        rows.append({"config": config, "seed": seed, metric: json.loads(path.read_text())[metric]})
+    for path in sorted(Path(directory).glob(f"seed*/{metric_file}"), key=lambda p: int(p.parent.name[4:])):
+        values = json.loads(path.read_text())
+        rows.append({"config": name, "seed": int(path.parent.name[4:]), **{m: values[m] for m in metrics}})
     return rows
 
 
+def mean_std(values):
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def parse_group(text):
+    name, sep, directory = text.partition("=")
+    if not sep or not name or not directory:
+        raise argparse.ArgumentTypeError(f"a group is NAME=DIR, got '{text}'")
+    return name, Path(directory)
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("runs_dir")
-    parser.add_argument("--metric", default="bleu")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("groups", nargs="+", type=parse_group, metavar="NAME=DIR")
+    parser.add_argument("--metric", nargs="+", default=["bleu"], help="keys of the metric file")
     parser.add_argument("--metric-file", default="bleu.json")
-    parser.add_argument("--configs", nargs="+", help="table order (default: sorted)")
     parser.add_argument("--csv", required=True, help="write the per-run rows here")
     args = parser.parse_args()
-    rows = collect(args.runs_dir, args.metric_file, args.metric)
+    rows = [row for name, directory in args.groups for row in collect(name, directory, args.metric_file, args.metric)]
     if not rows:
-        raise SystemExit(f"error: no {args.runs_dir}/*/seed*/{args.metric_file} found")
+        raise SystemExit(f"error: no seed*/{args.metric_file} found under {', '.join(str(d) for _, d in args.groups)}")
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["config", "seed", args.metric])
+        writer = csv.DictWriter(f, fieldnames=["config", "seed", *args.metric])
         writer.writeheader()
         writer.writerows(rows)
-    configs = args.configs or sorted({r["config"] for r in rows})
-    print(f"| config | seeds | {args.metric} mean ± std | per seed |")
-    print("|---|---:|---:|---|")
-    for config in configs:
-        values = [r[args.metric] for r in rows if r["config"] == config]
-        if not values:
+
+    extras = {name: json.loads((d / "group.json").read_text()) if (d / "group.json").exists() else {}
+              for name, d in args.groups}
+    extra_columns = list(dict.fromkeys(k for columns in extras.values() for k in columns))
+    header = ["config", *extra_columns, "seeds", *(f"{m} mean ± std" for m in args.metric), f"{args.metric[0]} per seed"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 2) + "---|")
+    for name, _ in args.groups:
+        group_rows = [r for r in rows if r["config"] == name]
+        if not group_rows:
             continue
-        std = statistics.stdev(values) if len(values) > 1 else float("nan")
-        print(f"| {config} | {len(values)} | {statistics.mean(values):.2f} ± {std:.2f} | "
-              f"{', '.join(f'{v:.2f}' for v in values)} |")
+        cells = [name, *(str(extras[name].get(c, "")) for c in extra_columns), str(len(group_rows)),
+                 *(mean_std([r[m] for r in group_rows]) for m in args.metric),
+                 ", ".join(f"{r[args.metric[0]]:.2f}" for r in group_rows)]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""The last end-of-epoch '| train |' statistics of a fairseq-train log (simple
+format) as JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns,
+the pretraining columns of a results table instead."""
+import argparse
+import json
+import re
+import sys
+
+FIELD = re.compile(r"\| (\w+) ([-0-9.e+]+)(?= \||$)")
+
+
+def last_train_stats(log_text):
+    lines = [line for line in log_text.splitlines() if re.search(r"\| train \|", line)]
+    if not lines:
+        return None
+    return {key: float(value) for key, value in FIELD.findall(lines[-1].rstrip())}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("log")
+    parser.add_argument("--columns", action="store_true")
+    args = parser.parse_args()
+    with open(args.log, encoding="utf-8") as f:
+        stats = last_train_stats(f.read())
+    if stats is None:
+        sys.exit(f"error: {args.log} has no '| train |' line (did the run finish?)")
+    if args.columns:
+        stats = {"pretraining updates": int(stats["num_updates"]), "tokens/s": round(stats["wps"])}
+    print(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()
