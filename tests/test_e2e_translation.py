@@ -1,6 +1,7 @@
 """End to end on a slice of the shipped EN-FR corpus: train with the plugin,
 generate, validate, score detokenized sacreBLEU, measure the checkpoint."""
 import json
+import re
 
 import torch
 
@@ -77,3 +78,18 @@ def test_hydra_train_with_user_dir(mt_data, tmp_path):
     state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
     assert state["optimizer_history"][-1]["num_updates"] == 5
     assert state["cfg"]["model"]["_name"] == "transformer_l2_h128"
+
+
+def test_hydra_train_with_drophead_overrides(mt_data, tmp_path):
+    save_dir = tmp_path / "hydra"
+    result = run(["fairseq-hydra-train", "--config-dir", ROOT / "fairseq_compress/config", "--config-name", "mt_en_fr",
+                  f"task.data={mt_data}", f"common.user_dir={USER_DIR}", "model._name=transformer_l2_h128",
+                  "+model.drophead_p=0.2", "+model.drophead_schedule=v", "lr_scheduler.warmup_updates=2",
+                  "common.log_interval=1", f"checkpoint.save_dir={save_dir}", "optimization.max_update=6",
+                  f"hydra.run.dir={tmp_path / 'outputs'}"], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    rates = [float(m) for m in re.findall(r"drophead_p[=\s]([0-9.]+)", output)]
+    # V schedule, W = 2, T = 6: p(t) for t = 0..5, the update counts before updates 1..6.
+    assert rates[:6] == [0.2, 0.1, 0.0, 0.05, 0.1, 0.15], output[-3000:]
+    state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
+    assert state["cfg"]["model"]["drophead_p"] == 0.2

@@ -16,6 +16,7 @@ from fairseq.modules import MultiheadAttention
 from fairseq.utils import safe_getattr
 
 from ..errors import ConfigError
+from ..run_config import run_setting
 
 SCHEDULES = ("v", "constant")
 
@@ -156,10 +157,10 @@ def drophead_schedule(args):
     """The schedule's parameters from the model args, validated."""
     p = safe_getattr(args, "drophead_p", 0.0)
     schedule = safe_getattr(args, "drophead_schedule", "v")
-    max_update = safe_getattr(args, "max_update", 0) or 0
+    max_update = run_setting(args, "max_update", "optimization", 0)
     warmup = safe_getattr(args, "drophead_warmup_updates", None)
     if warmup is None:
-        warmup = safe_getattr(args, "warmup_updates", 0) or 0
+        warmup = run_setting(args, "warmup_updates", "lr_scheduler", 0)
     if not 0 <= p < 1:
         raise ConfigError(f"--drophead-p must be in [0, 1), got {p}")
     if schedule not in SCHEDULES:

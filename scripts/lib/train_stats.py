@@ -1,6 +1,6 @@
 """The last end-of-epoch '| train |' statistics of a fairseq-train log (simple
 format) as JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns,
-the pretraining columns of a results table instead."""
+the pretraining columns of a results table instead; with --field NAME, one value."""
 import argparse
 import json
 import re
@@ -20,11 +20,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("log")
     parser.add_argument("--columns", action="store_true")
+    parser.add_argument("--field", help="print this statistic alone (integers without a decimal point)")
     args = parser.parse_args()
     with open(args.log, encoding="utf-8") as f:
         stats = last_train_stats(f.read())
     if stats is None:
         sys.exit(f"error: {args.log} has no '| train |' line (did the run finish?)")
+    if args.field:
+        if args.field not in stats:
+            sys.exit(f"error: --field {args.field} is not in the train statistics of {args.log} ({', '.join(stats)})")
+        value = stats[args.field]
+        print(int(value) if value.is_integer() else value)
+        return
     if args.columns:
         stats = {"pretraining updates": int(stats["num_updates"]), "tokens/s": round(stats["wps"])}
     print(json.dumps(stats))
