@@ -1,1 +1,1 @@
-from . import electra  # noqa: F401  (registration)
+from . import electra, quant_noise  # noqa: F401  (registration)

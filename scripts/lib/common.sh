@@ -96,8 +96,9 @@ finish_output() {
   trap - EXIT
 }
 
-# A description of input files (name, size, mtime) for stamps.
-describe_inputs() { for f in "$@"; do stat -c '%n %s %Y' "$f"; done; }
+# A description of input files (base name, size, mtime) for stamps: the same
+# files named by a relative or an absolute path describe the same.
+describe_inputs() { for f in "$@"; do echo "$(basename "$f") $(stat -c '%s %Y' "$f")"; done; }
 
 # run_training SAVE_DIR FAIRSEQ_TRAIN_CMD...: train into SAVE_DIR, which
 # remembers the command that trained it: the same command again resumes (or

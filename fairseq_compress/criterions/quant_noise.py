@@ -1,0 +1,196 @@
+"""Quant-Noise (Fan, Stock et al., 2020) as a criterion that wraps any of the
+usual criteria: during training, the inner criterion sees the model with
+noised weights, for every architecture.
+
+fairseq's own ``quant_noise`` (fairseq/modules/quant_noise.py) is a forward
+pre-hook that writes the noised weight into ``weight.data``, so the stored
+fp32 weights drift with every step, and only archs that call it get noise.
+Here the noise is functional: for the inner criterion's call, the modules hold
+noised tensors that are functions of the parameters, so gradients reach the
+parameters and ``state_dict`` never holds noise. Noise is
+drawn from torch's global generator, which fairseq's trainer seeds with
+seed + num_updates before each update: a resumed run draws the same noise.
+"""
+import contextlib
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import OmegaConf
+from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY, FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+from torch import nn
+
+from ..errors import ConfigError
+
+INNER_CRITERIA = ("cross_entropy", "label_smoothed_cross_entropy", "masked_lm", "sentence_prediction", "electra")
+NOISED_MODULES = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
+# The output layer stays exact, as in the paper: decoder output projection, LM heads, classifier heads.
+DEFAULT_EXCLUDE = r"(^|\.)(output_projection|lm_head|classification_heads)(\.|$)"
+
+
+@dataclass
+class QuantNoiseOptions(FairseqDataclass):
+    qn_criterion: str = field(default="cross_entropy", metadata={"help": f"the criterion trained with noise: {', '.join(INNER_CRITERIA)}"})
+    qn_pq: float = field(default=0.0, metadata={"help": "PQ noise: probability of zeroing each block of weights, in [0, 1)"})
+    qn_block_size: int = field(default=8, metadata={"help": "PQ block: this many consecutive input features of one output row"})
+    qn_scalar: float = field(default=0.0, metadata={"help": "scalar noise: probability that a weight is replaced by its fake-quantized value"})
+    qn_bits: int = field(default=8, metadata={"help": "bits of the scalar noise's fake quantization"})
+    qn_exclude: str = field(default=DEFAULT_EXCLUDE, metadata={"help": "regex: modules whose name matches get no noise"})
+
+
+def with_inner_options(options_class):
+    """The criterion's config: its own options plus every supported inner
+    criterion's, so `--label-smoothing` & co. parse as usual (no name clashes)."""
+    fields = {f.name: f for f in dataclasses.fields(options_class)}
+    for name in INNER_CRITERIA:
+        for f in dataclasses.fields(CRITERION_DATACLASS_REGISTRY[name]):
+            fields.setdefault(f.name, f)
+    specs = []
+    for f in fields.values():
+        default = {"default_factory": f.default_factory} if f.default is dataclasses.MISSING else {"default": f.default}
+        specs.append((f.name, f.type, field(metadata=f.metadata, **default)))
+    return dataclasses.make_dataclass("QuantNoiseConfig", specs, bases=(FairseqDataclass,))
+
+
+QuantNoiseConfig = with_inner_options(QuantNoiseOptions)
+
+
+def pq_noise(weight, p, block_size):
+    """Zero each block of `block_size` consecutive input features of a row with
+    probability p; survivors scaled by 1 / (1 - p), so the expectation is the weight."""
+    rows = weight.reshape(weight.size(0), -1)
+    dropped = torch.rand(rows.size(0), rows.size(1) // block_size, device=weight.device) < p
+    keep = (~dropped).repeat_interleave(block_size, dim=1).to(weight.dtype)
+    return (rows * keep / (1 - p)).view_as(weight), dropped
+
+
+def fake_quantize(weight, bits):
+    """Per-tensor min-max affine fake quantization, with torch's straight-through gradient."""
+    low, high = weight.detach().min(), weight.detach().max()
+    scale = ((high - low) / (2 ** bits - 1)).clamp(min=1e-8)
+    zero_point = int(torch.round(-low / scale).clamp(0, 2 ** bits - 1))
+    return torch.fake_quantize_per_tensor_affine(weight, scale.item(), zero_point, 0, 2 ** bits - 1)
+
+
+def scalar_noise(weight, p, bits):
+    """A random subset (prob p) of the weights replaced by their fake-quantized values."""
+    chosen = torch.rand_like(weight, dtype=torch.float32) < p
+    return torch.where(chosen, fake_quantize(weight, bits), weight), chosen
+
+
+def noised_parameters(model, exclude):
+    """{id(weight): (module name, weight)} of the weights that get noise: each
+    Linear/Embedding/Conv weight once (tied weights count once) unless every
+    module that uses it is excluded."""
+    targets = {}
+    for module_name, module in model.named_modules():
+        bare = module_name.removeprefix("module.")  # a data-parallel wrapper's prefix
+        if isinstance(module, NOISED_MODULES) and not exclude.search(bare):
+            targets.setdefault(id(module.weight), (bare, module.weight))
+    return targets
+
+
+@contextlib.contextmanager
+def swapped_parameters(model, replacements):
+    """Every module holding a parameter p with id(p) in `replacements` holds the
+    replacement instead, for the duration of the block. (torch.func.functional_call
+    does this too, but with a weight tied across three modules, as fairseq ties
+    encoder/decoder embeddings and the output projection, it restores the wrong
+    tensor and leaves the noise in the model.)"""
+    holders = [(module, name, p) for module in model.modules() for name, p in module._parameters.items()
+               if p is not None and id(p) in replacements]
+    try:
+        for module, name, p in holders:
+            module._parameters[name] = replacements[id(p)]
+        yield
+    finally:
+        for module, name, p in holders:
+            module._parameters[name] = p
+
+
+@register_criterion("quant_noise", dataclass=QuantNoiseConfig)
+class QuantNoiseCriterion(FairseqCriterion):
+    inner_class = None  # set per inner criterion by build_criterion (fairseq reduces metrics per class)
+
+    def __init__(self, cfg, task, inner):
+        super().__init__(task)
+        self.inner = inner
+        self.pq, self.block_size = cfg.qn_pq, cfg.qn_block_size
+        self.scalar, self.bits = cfg.qn_scalar, cfg.qn_bits
+        self.exclude = re.compile(cfg.qn_exclude)
+        self.targets = None  # found at the first training step
+
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        check_options(cfg)
+        model_cfg = OmegaConf.is_config(cfg) and cfg._get_root().get("model")
+        if model_cfg:  # fairseq-train: check the layers before training, on a throwaway copy of the model
+            # (criteria are built without the model; a meta-device copy fails in fairseq's BERT init)
+            check_targets(noised_parameters(task.build_model(model_cfg), re.compile(cfg.qn_exclude)),
+                          cfg.qn_block_size, cfg.qn_pq)
+        inner_class = CRITERION_REGISTRY[cfg.qn_criterion]
+        inner = inner_class.build_criterion(cfg, task)
+        wrapped = type(f"QuantNoise{inner_class.__name__}", (cls,), {"inner_class": inner_class})
+        return wrapped(cfg, task, inner)
+
+    def forward(self, model, sample, reduce=True):
+        if not model.training or (self.pq == 0 and self.scalar == 0):
+            return self.inner(model, sample, reduce)
+        if self.targets is None:
+            self.targets = noised_parameters(model, self.exclude)
+        noised, stats = {}, {"qn_blocks": 0, "qn_blocks_dropped": 0, "qn_weights": 0, "qn_weights_quantized": 0}
+        for key, (_, weight) in self.targets.items():
+            if self.scalar > 0:
+                weight, chosen = scalar_noise(weight, self.scalar, self.bits)
+                stats["qn_weights"] += chosen.numel()
+                stats["qn_weights_quantized"] += int(chosen.sum())
+            if self.pq > 0:
+                weight, dropped = pq_noise(weight, self.pq, self.block_size)
+                stats["qn_blocks"] += dropped.numel()
+                stats["qn_blocks_dropped"] += int(dropped.sum())
+            noised[key] = weight
+        with swapped_parameters(model, noised):
+            loss, sample_size, logging_output = self.inner(model, sample, reduce)
+        logging_output.update(stats)
+        return loss, sample_size, logging_output
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs):
+        cls.inner_class.reduce_metrics(logging_outputs)
+        for count, total, name in (("qn_blocks_dropped", "qn_blocks", "qn_pq"), ("qn_weights_quantized", "qn_weights", "qn_scalar")):
+            n = sum(log.get(total, 0) for log in logging_outputs)
+            if n:  # the fraction actually noised
+                metrics.log_scalar(name, sum(log.get(count, 0) for log in logging_outputs) / n, n, round=4)
+
+    def logging_outputs_can_be_summed(self):
+        return self.inner.logging_outputs_can_be_summed()
+
+
+def check_options(cfg):
+    if cfg.qn_criterion not in INNER_CRITERIA or cfg.qn_criterion not in CRITERION_REGISTRY:
+        raise ConfigError(f"--qn-criterion must be one of {', '.join(INNER_CRITERIA)}, got {cfg.qn_criterion}")
+    for flag, p in (("--qn-pq", cfg.qn_pq), ("--qn-scalar", cfg.qn_scalar)):
+        if not 0 <= p < 1:
+            raise ConfigError(f"{flag} must be in [0, 1), got {p}")
+    if cfg.qn_block_size < 1:
+        raise ConfigError(f"--qn-block-size must be a positive integer, got {cfg.qn_block_size}")
+    if not 2 <= cfg.qn_bits <= 8:
+        raise ConfigError(f"--qn-bits must be in [2, 8], got {cfg.qn_bits}")
+    try:
+        re.compile(cfg.qn_exclude)
+    except re.error as error:
+        raise ConfigError(f"--qn-exclude is not a valid regex ({error}): {cfg.qn_exclude}") from None
+
+
+def check_targets(targets, block_size, pq):
+    if not targets:
+        raise ConfigError("--qn-exclude excludes every Linear/Embedding/Conv layer: nothing gets quantization noise")
+    if pq > 0:
+        for module_name, weight in targets.values():
+            features = weight[0].numel()
+            if features % block_size:
+                raise ConfigError(f"--qn-block-size {block_size} must divide the input features of every noised layer; "
+                                  f"{module_name} has {features} (exclude it with --qn-exclude or pick a divisor)")

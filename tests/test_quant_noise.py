@@ -1,0 +1,152 @@
+"""Quant-Noise criterion: noise math, functional noise (weights never modified),
+eval determinism, module selection, and fairseq-train end to end with two
+inner criteria, plus bad input."""
+import re
+
+import pytest
+import torch
+from fairseq import options, tasks
+
+import fairseq_compress  # noqa: F401
+from fairseq_compress.criterions.quant_noise import (
+    DEFAULT_EXCLUDE,
+    fake_quantize,
+    noised_parameters,
+    pq_noise,
+    scalar_noise,
+)
+
+from conftest import TRAIN_MT, USER_DIR, run
+
+
+def test_pq_noise_drops_whole_blocks_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    weight = torch.randn(64, 32)
+    noised, dropped = pq_noise(weight, 0.25, 8)
+    blocks = noised.view(64, 4, 8)
+    assert torch.equal(blocks[dropped], torch.zeros_like(blocks[dropped]))
+    torch.testing.assert_close(blocks[~dropped], weight.view(64, 4, 8)[~dropped] / 0.75)
+    total, rate = torch.zeros_like(weight), 0.0
+    for _ in range(2000):
+        noised, dropped = pq_noise(weight, 0.25, 8)
+        total += noised
+        rate += dropped.float().mean().item() / 2000
+    assert abs(rate - 0.25) < 0.01
+    torch.testing.assert_close(total / 2000, weight, atol=0.12, rtol=0)
+
+
+def test_fake_quantize_levels_and_error():
+    weight = torch.randn(50, 40)
+    quantized = fake_quantize(weight, 4)
+    assert quantized.unique().numel() <= 16
+    scale = (weight.max() - weight.min()) / 15
+    assert (quantized - weight).abs().max() <= scale / 2 + 1e-6
+
+
+def test_scalar_noise_rate_values_and_straight_through_gradient():
+    torch.manual_seed(0)
+    weight = torch.randn(200, 100, requires_grad=True)
+    noised, chosen = scalar_noise(weight, 0.3, 8)
+    assert abs(chosen.float().mean().item() - 0.3) < 0.01
+    torch.testing.assert_close(noised[chosen], fake_quantize(weight, 8)[chosen])
+    assert torch.equal(noised[~chosen], weight[~chosen])
+    noised.sum().backward()
+    assert torch.equal(weight.grad, torch.ones_like(weight))
+
+
+def build(data, *flags):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [str(data), "--user-dir", str(USER_DIR), "--cpu", "--task", "translation",
+                                                "--arch", "transformer_l2_h128", "--dropout", "0", *flags])
+    task = tasks.setup_task(args)
+    task.load_dataset("valid")
+    batch = next(task.get_batch_iterator(task.dataset("valid"), max_tokens=512, seed=1).next_epoch_itr(shuffle=False))
+    return task.build_model(args), task.build_criterion(args), batch
+
+
+QN = ["--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+
+
+def test_noise_is_functional_and_absent_in_eval(mt_data):
+    torch.manual_seed(0)
+    model, criterion, batch = build(mt_data, *QN, "--qn-pq", "0.2", "--qn-scalar", "0.1")
+    assert type(criterion).__name__ == "QuantNoiseLabelSmoothedCrossEntropyCriterion"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    losses = []
+    for _ in range(5):
+        loss, _, log = criterion(model, batch)
+        loss.backward()
+        losses.append(loss.item())
+        assert 0.1 < log["qn_blocks_dropped"] / log["qn_blocks"] < 0.3
+    assert len(set(losses)) > 1, "fresh noise every step"
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "noise leaked into the stored weights"
+    fc1 = model.encoder.layers[0].fc1.weight
+    assert fc1.grad is not None and fc1.grad.abs().sum() > 0
+
+    model.eval()
+    exact = criterion.inner(model, batch)[0]
+    assert criterion(model, batch)[0].item() == criterion(model, batch)[0].item() == exact.item()
+    model.train()
+    assert criterion(model, batch)[0].item() != criterion.inner(model, batch)[0].item()
+
+
+def test_every_linear_and_embedding_but_the_output_layer(mt_data):
+    model, _, _ = build(mt_data, *QN)
+    targets = noised_parameters(model, re.compile(DEFAULT_EXCLUDE))
+    modules = {module for module, _ in targets.values()}
+    assert "encoder.embed_tokens" in modules  # tied with the decoder's input and output embedding
+    assert {"encoder.layers.0.self_attn.q_proj", "decoder.layers.1.encoder_attn.out_proj",
+            "decoder.layers.0.fc2"} <= modules
+    linears = sum(isinstance(m, torch.nn.Linear) for n, m in model.named_modules() if n != "decoder.output_projection")
+    assert len(targets) == linears + 1
+    assert not any("output_projection" in m for m in modules)
+
+
+@pytest.mark.parametrize("inner,flags", [
+    ("label_smoothed_cross_entropy", ["--label-smoothing", "0.1"]),
+    ("cross_entropy", []),
+])
+def test_fairseq_train_translation(mt_data, tmp_path, inner, flags):
+    result = run(TRAIN_MT[:TRAIN_MT.index("--criterion")] + TRAIN_MT[TRAIN_MT.index("--label-smoothing") + 2:] + [
+        mt_data, "--arch", "transformer_l2_h128", "--max-update", "4", "--save-dir", tmp_path,
+        "--criterion", "quant_noise", "--qn-criterion", inner, *flags, "--qn-pq", "0.1", "--qn-scalar", "0.05",
+        "--log-interval", "1", "--log-format", "simple"])
+    line = [x for x in (result.stdout + result.stderr).splitlines() if "| train |" in x][-1]
+    assert re.search(r"qn_pq 0\.\d+", line) and re.search(r"qn_scalar 0\.0\d+", line), line
+    assert ("nll_loss" in line) == (inner == "label_smoothed_cross_entropy")
+    assert (tmp_path / "checkpoint_last.pt").exists()
+
+
+def test_fairseq_train_masked_lm(mlm_data, tmp_path):
+    en_bin, _ = mlm_data
+    result = run(["fairseq-train", en_bin, "--user-dir", USER_DIR, "--cpu", "--task", "masked_lm",
+                  "--arch", "roberta_l2_h128", "--tokens-per-sample", "64", "--max-tokens", "1024",
+                  "--criterion", "quant_noise", "--qn-criterion", "masked_lm", "--qn-pq", "0.1",
+                  "--optimizer", "adam", "--lr", "0.0005", "--max-update", "3", "--save-dir", tmp_path,
+                  "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1"])
+    line = [x for x in (result.stdout + result.stderr).splitlines() if "| train |" in x][-1]
+    assert "qn_pq" in line and "| loss " in line
+
+
+def one_line_error(result, fragment):
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and fragment in last, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--qn-criterion", "nll", "--qn-pq", "0.1"], "--qn-criterion must be one of cross_entropy, label_smoothed_cross_entropy"),
+    (["--qn-criterion", "cross_entropy", "--qn-pq", "1.0"], "--qn-pq must be in [0, 1), got 1.0"),
+    (["--qn-criterion", "cross_entropy", "--qn-scalar", "-0.1"], "--qn-scalar must be in [0, 1)"),
+    (["--qn-criterion", "cross_entropy", "--qn-pq", "0.1", "--qn-block-size", "24"],
+     "--qn-block-size 24 must divide the input features of every noised layer; encoder.embed_tokens has 128"),
+    (["--qn-criterion", "cross_entropy", "--qn-pq", "0.1", "--qn-exclude", "."], "nothing gets quantization noise"),
+])
+def test_bad_input(mt_data, tmp_path, flags, fragment):
+    base = TRAIN_MT[:TRAIN_MT.index("--criterion")] + TRAIN_MT[TRAIN_MT.index("--label-smoothing") + 2:]
+    result = run(base + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "2", "--save-dir", tmp_path / "ckpt",
+                         "--criterion", "quant_noise", *flags], check=False)
+    one_line_error(result, fragment)
+    assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
