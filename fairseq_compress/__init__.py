@@ -2,7 +2,7 @@
 
 A fairseq ``--user-dir`` plugin: importing it registers its architectures,
 modules, criterions and tasks, and makes fairseq load checkpoints with torch's
-safe unpickler.
+safe unpickler, compressed ones included.
 """
 import logging
 
@@ -10,8 +10,10 @@ import logging
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 from . import checkpoint_safety, errors  # noqa: E402
+from .compress import checkpoint_format  # noqa: E402
 
 checkpoint_safety.install()
+checkpoint_format.install()
 errors.install()
 
 from . import criterions, models  # noqa: E402,F401  (registration)

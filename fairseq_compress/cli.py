@@ -12,6 +12,24 @@ def _size(args):
     print(json.dumps(report) if args.json else format_size_report(report))
 
 
+def _ipq(args):
+    from .compress.ipq import compress_checkpoint
+    from .compress.size import checkpoint_size
+
+    if os.path.abspath(args.out) == os.path.abspath(args.path):
+        raise ValueError(f"--out {args.out} would overwrite --path; choose another file")
+    if os.path.exists(args.out) and not args.force:
+        raise ValueError(f"--out {args.out} exists; pass --force to replace it")
+    if args.data and not os.path.isdir(args.data):
+        raise ValueError(f"--data {args.data}: no such directory")
+    compress_checkpoint(args.path, args.config, args.out, args.data, args.finetune_updates, args.lr, args.n_iter)
+    before, after = checkpoint_size(args.path), checkpoint_size(args.out)
+    dense_model_bytes = sum(c["params"] for c in before["components"].values()) * 4
+    print(json.dumps({"out": args.out, "file_bytes": after["file_bytes"], "fp32_model_bytes": dense_model_bytes,
+                      "ratio_vs_fp32_model": round(dense_model_bytes / after["file_bytes"], 2),
+                      "ratio_vs_input_file": round(before["file_bytes"] / after["file_bytes"], 2)}))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fairseq-compress", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -21,6 +39,20 @@ def build_parser():
     size.add_argument("--path", required=True, metavar="CKPT", help="fairseq checkpoint (.pt)")
     size.add_argument("--json", action="store_true", help="print one JSON object")
     size.set_defaults(run=_size)
+    ipq = commands.add_parser(
+        "ipq", help="iterative product quantization of a checkpoint, stage by stage, into a small compressed checkpoint")
+    ipq.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    ipq.add_argument("--config", required=True, metavar="YAML",
+                     help="stages, block sizes and centroids in fairseq's --quantization-config-path format "
+                          "(fairseq_compress/config/ipq/*.yaml)")
+    ipq.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
+    ipq.add_argument("--data", metavar="DIR", help="data-bin of the checkpoint's task: fine-tune between stages "
+                     "(and find the dictionary if the training data moved)")
+    ipq.add_argument("--finetune-updates", type=int, default=100, help="updates per stage when --data is given")
+    ipq.add_argument("--lr", type=float, default=1e-4, help="fixed learning rate of that fine-tuning")
+    ipq.add_argument("--n-iter", type=int, default=15, help="k-means iterations per layer")
+    ipq.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ipq.set_defaults(run=_ipq)
     return parser
 
 
@@ -28,6 +60,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if hasattr(args, "path") and not os.path.isfile(args.path):
         sys.exit(f"fairseq-compress {args.command}: error: --path {args.path}: no such file")
+    for flag in ("config",):
+        if hasattr(args, flag) and not os.path.isfile(getattr(args, flag)):
+            sys.exit(f"fairseq-compress {args.command}: error: --{flag} {getattr(args, flag)}: no such file")
     try:
         args.run(args)
     except (ValueError, OSError) as error:

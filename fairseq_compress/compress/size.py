@@ -1,4 +1,5 @@
 """Where the bytes of a fairseq checkpoint go: embeddings, attention, FFN, other."""
+import math
 import os
 
 import torch
@@ -25,14 +26,20 @@ def component_of(name):
     return "other"
 
 
-def _unique_tensors(tensors):
-    """Tensors that share storage (tied embeddings) are stored once on disk."""
+def _stored_entries(model_state):
+    """(name, parameters, bytes) of each tensor as stored: tied tensors (shared
+    storage, or a compressed file's aliases) count once; compressed entries
+    count the bytes of their codes and centroids."""
     seen = set()
-    for name, tensor in tensors:
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape)
+    for name, entry in model_state.items():
+        if isinstance(entry, dict):
+            if entry.get("format") != "alias":
+                yield name, math.prod(entry["shape"]), sum(_tensor_bytes(t) for t in _nested_tensors(entry))
+            continue
+        key = (entry.untyped_storage().data_ptr(), entry.storage_offset(), entry.shape)
         if key not in seen:
             seen.add(key)
-            yield name, tensor
+            yield name, entry.numel(), _tensor_bytes(entry)
 
 
 def _tensor_bytes(tensor):
@@ -56,10 +63,10 @@ def checkpoint_size(path):
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a fairseq checkpoint (no 'model' entry)")
     by_component = {c: {"params": 0, "bytes": 0} for c in COMPONENTS}
-    for name, tensor in _unique_tensors(state["model"].items()):
+    for name, params, size in _stored_entries(state["model"]):
         entry = by_component[component_of(name)]
-        entry["params"] += tensor.numel()
-        entry["bytes"] += _tensor_bytes(tensor)
+        entry["params"] += params
+        entry["bytes"] += size
     model_bytes = sum(entry["bytes"] for entry in by_component.values())
     optimizer_bytes = sum(
         _tensor_bytes(t) for t in _nested_tensors(state.get("last_optimizer_state"))

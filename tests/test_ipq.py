@@ -1,0 +1,176 @@
+"""iPQ: k-means and the PQ layout against fairseq's, tied weights, the compressed
+checkpoint (bytes, exact round trip, stock fairseq loads it), stock fairseq iPQ
+training on the shipped yaml, and bad input."""
+import re
+
+import pytest
+import torch
+from conftest import ROOT, TRAIN_MT, USER_DIR, run
+from fairseq import checkpoint_utils
+from fairseq.modules.quantization.pq.pq import PQ
+
+import fairseq_compress  # noqa: F401  (registers archs, installs the loader)
+from fairseq_compress.checkpoint_safety import load_state
+from fairseq_compress.compress.checkpoint_format import FORMAT_KEY, pq_decode
+from fairseq_compress.compress.ipq import Codebook, attach_codebook, compress_checkpoint, kmeans, pq_blocks
+
+IPQ_CONFIG = ROOT / "fairseq_compress/config/ipq"
+
+
+def test_kmeans_finds_separated_clusters():
+    torch.manual_seed(0)
+    centers = torch.randn(4, 8) * 10
+    labels = torch.arange(400) % 4
+    points = centers[labels] + 0.01 * torch.randn(400, 8)
+    centroids, assignments = kmeans(points, 4, n_iter=20)
+    assert len(set(assignments.tolist())) == 4
+    for k in range(4):  # every true cluster maps to exactly one centroid, close to its centre
+        assert len(set(assignments[labels == k].tolist())) == 1
+        found = centroids[assignments[labels == k][0]]
+        torch.testing.assert_close(found, centers[k], atol=0.01, rtol=0)
+
+
+def test_kmeans_fills_empty_clusters():
+    points = torch.zeros(50, 4)
+    points[:2] = 1.0  # two distinct points, four centroids asked for
+    centroids, assignments = kmeans(points, 4, n_iter=5)
+    assert centroids.shape == (4, 4) and assignments.max() < 4
+
+
+@pytest.mark.parametrize("shape,block", [((6, 16), 8), ((5, 12), 4)])
+def test_pq_layout_matches_fairseq(shape, block):
+    weight = torch.randn(shape)
+    blocks = pq_blocks(weight, block)
+    codes = torch.arange(len(blocks))
+    torch.testing.assert_close(pq_decode(blocks, codes, shape), weight, atol=0, rtol=0)
+    fairseq_pq = PQ(weight, block, n_centroids=len(blocks), verbose=False)
+    fairseq_pq.centroids, fairseq_pq.assignments = blocks, codes
+    torch.testing.assert_close(fairseq_pq.decode(), weight, atol=0, rtol=0)
+    torch.testing.assert_close(fairseq_pq.W.t(), blocks, atol=0, rtol=0)
+
+
+def test_tied_weight_follows_its_codebook():
+    embed = torch.nn.Embedding(10, 8)
+    project = torch.nn.Linear(8, 10, bias=False)
+    project.weight = embed.weight
+    model = torch.nn.ModuleDict({"embed": embed, "project": project})
+    centroids, codes = kmeans(pq_blocks(embed.weight.detach(), 4), 3)
+    codebook = Codebook(centroids, codes, embed.weight.shape)
+    attach_codebook(model, embed.weight, codebook)
+    assert not list(embed.parameters(recurse=False)) and not list(project.parameters(recurse=False))
+    out = project(embed(torch.tensor([1, 2])))
+    torch.testing.assert_close(project.weight, codebook(), atol=0, rtol=0)
+    out.sum().backward()
+    assert codebook.centroids.grad is not None and codebook.centroids.grad.abs().sum() > 0
+    assert [n for n, _ in model.named_parameters()] == ["embed.weight_codebook.centroids"]
+
+
+@pytest.fixture(scope="module")
+def compressed(mt_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ipq") / "ipq.pt"
+    model = compress_checkpoint(mt_checkpoint, IPQ_CONFIG / "transformer.yaml", out, n_iter=4)
+    return model, out
+
+
+def test_compressed_file_stores_uint8_codes_and_fp16(compressed, mt_checkpoint):
+    model, out = compressed
+    state = load_state(out)
+    assert state[FORMAT_KEY] and not state["last_optimizer_state"]
+    entries = state["model"]
+    ipq = {name: e for name, e in entries.items() if isinstance(e, dict) and e["format"] == "ipq"}
+    # 2+2 layers x (2 FFN + 4 or 8 attention) + the shared embedding
+    assert len(ipq) == 2 * 6 + 2 * 10 + 1
+    assert all(e["codes"].dtype == torch.uint8 and e["centroids"].dtype == torch.float16 for e in ipq.values())
+    assert entries["decoder.embed_tokens.weight"] == {"format": "alias", "of": "encoder.embed_tokens.weight"}
+    assert entries["decoder.output_projection.weight"]["format"] == "alias"
+    dense = [e for e in entries.values() if torch.is_tensor(e) and e.is_floating_point()]
+    assert dense and all(e.dtype == torch.float16 for e in dense)
+    # round trip: what was saved is exactly the in-memory codebook
+    fc1 = model.encoder.layers[0].fc1.weight_codebook
+    assert torch.equal(ipq["encoder.layers.0.fc1.weight"]["codes"], fc1.codes)
+    assert torch.equal(ipq["encoder.layers.0.fc1.weight"]["centroids"].float(), fc1.centroids.detach())
+
+
+def test_stock_loader_rebuilds_the_quantized_model_exactly(compressed):
+    model, out = compressed
+    [loaded], _ = checkpoint_utils.load_model_ensemble([str(out)])
+    loaded.eval()
+    tokens = torch.tensor([[5, 6, 7, 8, 2]])
+    lengths = torch.tensor([5])
+    prev = torch.tensor([[2, 5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = model(tokens, lengths, prev)[0]
+        got = loaded(tokens, lengths, prev)[0]
+    assert torch.equal(expected, got)
+    assert torch.equal(loaded.decoder.output_projection.weight, model.decoder.output_projection.weight)
+
+
+def test_compressed_file_is_small(compressed, mt_checkpoint):
+    result = run(["fairseq-compress", "size", "--path", compressed[1], "--json"])
+    import json
+
+    report = json.loads(result.stdout)
+    dense_fp32 = report["model_params"] * 4
+    # tiny model: LayerNorms and biases weigh more than at l6_h512, still ~10x
+    assert report["file_bytes"] * 8 < dense_fp32
+
+
+def test_stock_generate_validate_and_restore(compressed, mt_data, tmp_path):
+    out = compressed[1]
+    gen = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", out, "--gen-subset", "test",
+               "--beam", "2", "--max-sentences", "50", "--max-len-b", "20", "--num-workers", "0"])
+    assert re.search(r"^H-\d+\t", gen.stdout, re.M) and "BLEU" in gen.stdout + gen.stderr
+    run(["fairseq-validate", mt_data, "--user-dir", USER_DIR, "--cpu", "--task", "translation", "--path", out,
+         "--valid-subset", "valid",
+         "--max-tokens", "2048", "--num-workers", "0", "--criterion", "cross_entropy"])
+    run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "2", "--save-dir", tmp_path,
+                    "--restore-file", out, "--reset-optimizer", "--reset-dataloader", "--reset-meters"])
+    assert (tmp_path / "checkpoint_last.pt").exists()
+
+
+def test_ipq_cli_with_finetuning_between_stages(mt_checkpoint, mt_data, tmp_path):
+    out = tmp_path / "ft.pt"
+    result = run(["fairseq-compress", "ipq", "--path", mt_checkpoint, "--config", IPQ_CONFIG / "transformer.yaml",
+                  "--out", out, "--data", mt_data, "--finetune-updates", "2", "--n-iter", "3"])
+    assert '"ratio_vs_fp32_model"' in result.stdout and "iPQ layers" in result.stderr
+    plain = tmp_path / "plain.pt"
+    run(["fairseq-compress", "ipq", "--path", mt_checkpoint, "--config", IPQ_CONFIG / "transformer.yaml",
+         "--out", plain, "--n-iter", "3"])
+    tuned, untuned = load_state(out)["model"], load_state(plain)["model"]
+    name = "encoder.layers.0.fc1.weight"  # quantized at stage 1, fine-tuned after stages 1-3
+    assert torch.equal(tuned[name]["codes"], untuned[name]["codes"])
+    assert not torch.equal(tuned[name]["centroids"], untuned[name]["centroids"])
+
+
+def test_stock_fairseq_ipq_training_runs_all_stages(mt_checkpoint, mt_data, tmp_path):
+    result = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "3", "--save-dir", tmp_path,
+                             "--restore-file", mt_checkpoint, "--reset-optimizer", "--reset-dataloader",
+                             "--reset-meters", "--quantization-config-path", IPQ_CONFIG / "transformer.yaml"])
+    log = result.stdout + result.stderr
+    for step in range(3):
+        assert f"quantizing model (step={step}" in log
+    assert "encoder.layers.1.self_attn.q_proj" in log
+
+
+def one_line_error(result, fragment):
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error: " in last and fragment in last, result.stderr[-2000:]
+
+
+def test_bad_input(mt_checkpoint, compressed, tmp_path):
+    ipq = ["fairseq-compress", "ipq", "--path", mt_checkpoint]
+    out = tmp_path / "out.pt"
+    one_line_error(run(ipq + ["--config", IPQ_CONFIG / "roberta.yaml", "--out", out], check=False),
+                   "stage 1 (encoder\\.sentence_encoder\\.layers\\.\\d+\\.fc[12]) matches no Linear/Embedding layer")
+    bad_block = tmp_path / "bad.yaml"
+    bad_block.write_text((IPQ_CONFIG / "transformer.yaml").read_text().replace("fc: 8", "fc: 24"))
+    one_line_error(run(ipq + ["--config", bad_block, "--out", out], check=False),
+                   "block size 24 does not divide the 128 input features of encoder.layers.0.fc1")
+    one_line_error(run(ipq + ["--config", IPQ_CONFIG / "transformer.yaml", "--out", mt_checkpoint], check=False),
+                   "would overwrite --path")
+    one_line_error(run(["fairseq-compress", "ipq", "--path", compressed[1], "--config", IPQ_CONFIG / "transformer.yaml",
+                        "--out", out], check=False), "is already compressed")
+    one_line_error(run(ipq + ["--config", tmp_path / "missing.yaml", "--out", out], check=False),
+                   "--config")
+    assert not out.exists()
