@@ -12,22 +12,39 @@ def _size(args):
     print(json.dumps(report) if args.json else format_size_report(report))
 
 
-def _ipq(args):
-    from .compress.ipq import compress_checkpoint
-    from .compress.size import checkpoint_size
-
+def _check_out(args):
     if os.path.abspath(args.out) == os.path.abspath(args.path):
         raise ValueError(f"--out {args.out} would overwrite --path; choose another file")
     if os.path.exists(args.out) and not args.force:
         raise ValueError(f"--out {args.out} exists; pass --force to replace it")
-    if args.data and not os.path.isdir(args.data):
-        raise ValueError(f"--data {args.data}: no such directory")
-    compress_checkpoint(args.path, args.config, args.out, args.data, args.finetune_updates, args.lr, args.n_iter)
+
+
+def _report(args):
+    from .compress.size import checkpoint_size
+
     before, after = checkpoint_size(args.path), checkpoint_size(args.out)
-    dense_model_bytes = sum(c["params"] for c in before["components"].values()) * 4
+    dense_model_bytes = before["model_params"] * 4
     print(json.dumps({"out": args.out, "file_bytes": after["file_bytes"], "fp32_model_bytes": dense_model_bytes,
                       "ratio_vs_fp32_model": round(dense_model_bytes / after["file_bytes"], 2),
                       "ratio_vs_input_file": round(before["file_bytes"] / after["file_bytes"], 2)}))
+
+
+def _ipq(args):
+    from .compress.ipq import compress_checkpoint
+
+    _check_out(args)
+    if args.data and not os.path.isdir(args.data):
+        raise ValueError(f"--data {args.data}: no such directory")
+    compress_checkpoint(args.path, args.config, args.out, args.data, args.finetune_updates, args.lr, args.n_iter)
+    _report(args)
+
+
+def _quantize(args):
+    from .compress.scalar import quantize_checkpoint
+
+    _check_out(args)
+    quantize_checkpoint(args.path, args.bits, args.out, args.exclude)
+    _report(args)
 
 
 def build_parser():
@@ -53,6 +70,15 @@ def build_parser():
     ipq.add_argument("--n-iter", type=int, default=15, help="k-means iterations per layer")
     ipq.add_argument("--force", action="store_true", help="replace --out if it exists")
     ipq.set_defaults(run=_ipq)
+    quantize = commands.add_parser(
+        "quantize", help="symmetric per-output-channel scalar quantization of every weight matrix (int8, int4 packed "
+                         "two per byte, ...) into a compressed checkpoint")
+    quantize.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    quantize.add_argument("--bits", required=True, type=int, help="bits per weight, 2 to 8 (8 and 4 are the usual)")
+    quantize.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
+    quantize.add_argument("--exclude", metavar="REGEX", help="keep matrices whose name matches in fp16")
+    quantize.add_argument("--force", action="store_true", help="replace --out if it exists")
+    quantize.set_defaults(run=_quantize)
     return parser
 
 

@@ -7,6 +7,9 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 - ``{"format": "ipq", "codes": uint8 [blocks], "centroids": fp16 [k, block], "shape": [...]}``:
   product quantization, one code per block of consecutive input features, in
   the block order of fairseq's ``PQ`` (``fairseq/modules/quantization/pq``);
+- ``{"format": "int", "bits": b, "packed": uint8, "scale": fp32 [out], "shape": [...]}``:
+  symmetric per-output-channel scalar quantization, b-bit values offset to
+  unsigned and bit-packed (two per byte at 4 bits);
 - ``{"format": "alias", "of": NAME}``: a tensor tied to NAME (shared
   embeddings and output projections are stored once).
 
@@ -14,6 +17,7 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 ``load_state_dict`` expects, so every arch loads a compressed file unchanged.
 """
 import functools
+import os
 
 import torch
 
@@ -36,6 +40,46 @@ def encode_ipq(centroids, codes, shape):
             "shape": list(shape)}
 
 
+def scalar_quantize(weight, bits):
+    """(integer values in [-q, q], fp32 scale per output row) with q = 2^(bits-1) - 1.
+    By hand rather than ``torch.quantize_per_channel``: torch has no signed
+    sub-8-bit dtype, and one formula serves 8, 6 and 4 bits alike."""
+    q_max = 2 ** (bits - 1) - 1
+    rows = weight.detach().float().reshape(weight.size(0), -1)
+    scale = rows.abs().amax(1).clamp_min(1e-12) / q_max
+    return torch.round(rows / scale[:, None]).clamp(-q_max, q_max).to(torch.int16).reshape(weight.shape), scale
+
+
+def pack_bits(values, bits):
+    """uint8 bytes holding `values` (ints in [0, 2^bits)) with `bits` bits each, big-endian."""
+    if bits == 8:
+        return values.to(torch.uint8).flatten()
+    shifts = torch.arange(bits - 1, -1, -1, dtype=torch.int16)
+    stream = ((values.flatten().to(torch.int16)[:, None] >> shifts) & 1).flatten()
+    stream = torch.nn.functional.pad(stream, (0, -len(stream) % 8))
+    return (stream.reshape(-1, 8) << torch.arange(7, -1, -1, dtype=torch.int16)).sum(1).to(torch.uint8)
+
+
+def unpack_bits(packed, bits, count):
+    if bits == 8:
+        return packed[:count].to(torch.int16)
+    stream = ((packed.to(torch.int16)[:, None] >> torch.arange(7, -1, -1, dtype=torch.int16)) & 1).flatten()
+    return (stream[: count * bits].reshape(count, bits) << torch.arange(bits - 1, -1, -1, dtype=torch.int16)).sum(1)
+
+
+def encode_int(weight, bits):
+    values, scale = scalar_quantize(weight, bits)
+    offset = 2 ** (bits - 1) - 1
+    return {"format": "int", "bits": bits, "packed": pack_bits(values + offset, bits), "scale": scale,
+            "shape": list(weight.shape)}
+
+
+def int_decode(packed, scale, bits, shape):
+    count = int(torch.Size(shape).numel())
+    values = unpack_bits(packed, bits, count) - (2 ** (bits - 1) - 1)
+    return (values.float().reshape(shape[0], -1) * scale[:, None]).reshape(shape)
+
+
 def encode_dense(tensor):
     tensor = tensor.detach()
     return tensor.to(STORED_FLOAT) if tensor.is_floating_point() else tensor
@@ -51,9 +95,54 @@ def decode_entry(entry, decoded):
         return entry.float() if entry.is_floating_point() else entry
     if entry["format"] == "ipq":
         return pq_decode(entry["centroids"].float(), entry["codes"], entry["shape"])
+    if entry["format"] == "int":
+        return int_decode(entry["packed"], entry["scale"].float(), entry["bits"], entry["shape"])
     if entry["format"] == "alias":
         return decoded[entry["of"]]
     raise ValueError(f"unknown compressed tensor format {entry['format']!r}")
+
+
+def tie_key(tensor):
+    """Equal for tensors that are one parameter shared under several names."""
+    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
+
+
+def with_aliases(named_entries):
+    """{name: entry} from (name, tie identity, make_entry) triples: a name whose
+    identity was seen before becomes an alias of the first one, encoded once."""
+    entries, first_name = {}, {}
+    for name, identity, make_entry in named_entries:
+        if identity is not None and identity in first_name:
+            entries[name] = {"format": "alias", "of": first_name[identity]}
+        else:
+            if identity is not None:
+                first_name[identity] = name
+            entries[name] = make_entry()
+    return entries
+
+
+def write_compressed(entries, source, path):
+    """Save the compressed ``model`` entries with the config, counters and data
+    position of `source`, the dense checkpoint they came from (not its optimizer state)."""
+    state = {"cfg": source["cfg"], "args": source.get("args"), "model": entries,
+             "optimizer_history": source["optimizer_history"][-1:], "extra_state": source["extra_state"],
+             "last_optimizer_state": None, FORMAT_KEY: FORMAT_VERSION}
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a killed export never leaves a half-written OUT
+
+
+def load_dense_checkpoint(path):
+    """A dense fairseq checkpoint as stored, refusing files that are not one."""
+    from ..checkpoint_safety import load_state
+    from ..errors import ConfigError
+
+    state = load_state(path)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ConfigError(f"--path {path} is not a fairseq checkpoint (no 'model' entry)")
+    if state.get(FORMAT_KEY):
+        raise ConfigError(f"--path {path} is already compressed; start from the dense checkpoint")
+    return state
 
 
 def decode_state_dict(model_state):

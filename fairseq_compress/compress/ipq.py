@@ -17,7 +17,6 @@ PQ block layout. Written here, and why:
 """
 import functools
 import logging
-import os
 
 import torch
 from fairseq.modules.quantization.pq.utils import get_layers, get_param
@@ -25,7 +24,8 @@ from fairseq.modules.quantization.quantization_options import parse_config_yaml
 from torch import nn
 
 from ..errors import ConfigError
-from .checkpoint_format import FORMAT_KEY, FORMAT_VERSION, encode_dense, encode_ipq, pq_decode, round_trip_dense
+from .checkpoint_format import (encode_dense, load_dense_checkpoint, encode_ipq, pq_decode, round_trip_dense, tie_key,
+                                with_aliases, write_compressed)
 
 logger = logging.getLogger(__name__)
 QUANTIZABLE = (nn.Linear, nn.Embedding)
@@ -186,31 +186,16 @@ def compressed_model_state(model, dense_keys):
     """The compressed ``model`` entry: one entry per name of the dense state dict,
     tied tensors stored once."""
     state = model.state_dict()
-    entries, first_name = {}, {}
-    for key in dense_keys:
+
+    def source_of(key):
         prefix, _, attr = key.rpartition(".")
-        module = model.get_submodule(prefix) if prefix else model
-        codebook = getattr(module, f"{attr}_codebook", None)
-        source = codebook if codebook is not None else state[key]
-        identity = id(codebook) if codebook is not None else (state[key].data_ptr(), state[key].shape)
-        if identity in first_name and (codebook is not None or state[key].numel() > 0):
-            entries[key] = {"format": "alias", "of": first_name[identity]}
-            continue
-        first_name[identity] = key
-        entries[key] = encode_ipq(source.centroids, source.codes, source.shape) if codebook is not None \
-            else encode_dense(source)
-    return entries
+        codebook = getattr(model.get_submodule(prefix) if prefix else model, f"{attr}_codebook", None)
+        if codebook is not None:
+            return id(codebook), lambda: encode_ipq(codebook.centroids, codebook.codes, codebook.shape)
+        tensor = state[key]
+        return (tie_key(tensor) if tensor.numel() else None), lambda: encode_dense(tensor)
 
-
-def save_compressed(model, source, dense_keys, path):
-    """Write the compressed checkpoint of `model`; `source` is the dense checkpoint
-    it came from (its config, counters and data position are kept, its optimizer state not)."""
-    state = {"cfg": source["cfg"], "args": source.get("args"), "model": compressed_model_state(model, dense_keys),
-             "optimizer_history": source["optimizer_history"][-1:], "extra_state": source["extra_state"],
-             "last_optimizer_state": None, FORMAT_KEY: FORMAT_VERSION}
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a killed export never leaves a half-written OUT
+    return with_aliases((key, *source_of(key)) for key in dense_keys)
 
 
 def finetune(model, cfg, task, updates, lr):
@@ -246,13 +231,7 @@ def load_for_compression(path, data=None):
     """(model, task, cfg, the checkpoint as stored) of a dense fairseq checkpoint."""
     from fairseq import checkpoint_utils
 
-    from ..checkpoint_safety import load_state
-
-    raw = load_state(path)
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise ConfigError(f"--path {path} is not a fairseq checkpoint (no 'model' entry)")
-    if raw.get(FORMAT_KEY):
-        raise ConfigError(f"--path {path} is already compressed; iPQ needs the dense checkpoint")
+    raw = load_dense_checkpoint(path)
     try:
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
             [str(path)], arg_overrides={"data": str(data)} if data else None)
@@ -278,5 +257,5 @@ def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, l
             if data and finetune_updates:
                 finetune(model, cfg, task, finetune_updates, lr)
     round_to_stored_precision(model)
-    save_compressed(model, source, dense_keys, out)
+    write_compressed(compressed_model_state(model, dense_keys), source, out)
     return model

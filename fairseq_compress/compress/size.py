@@ -5,6 +5,7 @@ import os
 import torch
 
 from ..checkpoint_safety import load_state
+from .checkpoint_format import tie_key
 
 COMPONENTS = ("embeddings", "attention", "ffn", "other")
 # State-dict name parts that place a tensor in a component; output projections
@@ -36,7 +37,7 @@ def _stored_entries(model_state):
             if entry.get("format") != "alias":
                 yield name, math.prod(entry["shape"]), sum(_tensor_bytes(t) for t in _nested_tensors(entry))
             continue
-        key = (entry.untyped_storage().data_ptr(), entry.storage_offset(), entry.shape)
+        key = tie_key(entry)
         if key not in seen:
             seen.add(key)
             yield name, entry.numel(), _tensor_bytes(entry)
