@@ -20,6 +20,8 @@ def collect(name, directory, metric_file, metrics):
 
 
 def mean_std(values):
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
     std = statistics.stdev(values) if len(values) > 1 else float("nan")
     return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
