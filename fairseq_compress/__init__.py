@@ -16,4 +16,4 @@ checkpoint_safety.install()
 checkpoint_format.install()
 errors.install()
 
-from . import criterions, models  # noqa: E402,F401  (registration)
+from . import criterions, models, tasks  # noqa: E402,F401  (registration)

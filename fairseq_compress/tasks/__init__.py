@@ -1,0 +1,1 @@
+from . import pruning  # noqa: F401  (registers the *_pruning tasks)

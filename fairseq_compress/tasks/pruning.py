@@ -1,0 +1,215 @@
+"""Magnitude pruning (and quantization-aware fine-tuning) as fairseq tasks:
+``translation_pruning``, ``masked_lm_pruning`` and ``sentence_prediction_pruning``
+are the stock tasks plus one mixin.
+
+Masks are ``torch.nn.utils.parametrize`` parametrizations of the target
+weights, not ``torch.nn.utils.prune`` hooks: a prune hook recomputes
+``module.weight`` only when the module is called, and fairseq's attention
+reads ``q_proj.weight`` & co. directly, which would see a stale tensor. A
+parametrization recomputes the weight at every access, so the forward pass
+always sees ``original * mask``; pruned entries get zero gradient and are
+re-zeroed after every optimizer step (Adam's momentum would move them), and the
+mask is a buffer, so it is saved in the checkpoint and restored on resume.
+Masks are a function of the weights alone, which are identical on every
+data-parallel rank, so every rank computes the same masks.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from fairseq.tasks import register_task
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..compress import checkpoint_format
+from ..compress.checkpoint_format import scalar_quantize
+from ..errors import ConfigError
+
+# Linear weights inside encoder/decoder layers: not embeddings, LayerNorms, biases or output projections.
+DEFAULT_TARGETS = r"(^|\.)layers\.\d+\."
+QAT_BITS = (2, 3, 4, 5, 6, 7, 8)
+
+
+@dataclass
+class PruningOptions(FairseqDataclass):
+    prune_sparsity: float = field(default=0.0, metadata={"help": "final fraction of zeros in the targets, in [0, 1)"})
+    prune_schedule: ChoiceEnum(["oneshot", "gradual"]) = field(
+        default="oneshot", metadata={"help": "oneshot: prune to --prune-sparsity at --prune-start-update; gradual: "
+                                             "the cubic schedule of Zhu & Gupta (2017) up to --prune-end-update"})
+    prune_start_update: int = field(default=0, metadata={"help": "update at which pruning starts"})
+    prune_end_update: int = field(default=0, metadata={"help": "gradual: update at which --prune-sparsity is reached"})
+    prune_frequency: int = field(default=100, metadata={"help": "gradual: recompute the masks every this many updates"})
+    prune_scope: ChoiceEnum(["global", "layer"]) = field(
+        default="global", metadata={"help": "global: one magnitude threshold over all targets; layer: one per matrix"})
+    prune_targets: str = field(default=DEFAULT_TARGETS, metadata={"help": "regex: Linear modules whose weight is pruned"})
+    qat_bits: Optional[int] = field(
+        default=None, metadata={"help": "fake-quantize the targets to this many bits in the forward pass (straight-"
+                                        "through), as fairseq-compress quantize will store them"})
+
+
+class Mask(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
+
+    def forward(self, weight):
+        return weight * self.mask
+
+
+class FakeQuantize(nn.Module):
+    """Symmetric per-output-channel quantization with a straight-through gradient."""
+
+    def __init__(self, bits):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, weight):
+        values, scale = scalar_quantize(weight, self.bits)
+        quantized = (values.float().reshape(weight.size(0), -1) * scale[:, None]).reshape(weight.shape)
+        return weight + (quantized - weight).detach()
+
+
+def check_options(cfg):
+    if not 0 <= cfg.prune_sparsity < 1:
+        raise ConfigError(f"--prune-sparsity must be in [0, 1), got {cfg.prune_sparsity}")
+    if cfg.prune_start_update < 0:
+        raise ConfigError(f"--prune-start-update must be >= 0, got {cfg.prune_start_update}")
+    if cfg.prune_schedule == "gradual":
+        if cfg.prune_end_update <= cfg.prune_start_update:
+            raise ConfigError(f"--prune-schedule gradual needs --prune-end-update > --prune-start-update "
+                              f"({cfg.prune_start_update}), got {cfg.prune_end_update}")
+        if cfg.prune_frequency < 1:
+            raise ConfigError(f"--prune-frequency must be a positive integer, got {cfg.prune_frequency}")
+    try:
+        re.compile(cfg.prune_targets)
+    except re.error as error:
+        raise ConfigError(f"--prune-targets is not a valid regex ({error}): {cfg.prune_targets}") from None
+    if cfg.qat_bits is not None and cfg.qat_bits not in QAT_BITS:
+        raise ConfigError(f"--qat-bits must be one of {', '.join(map(str, QAT_BITS))}, got {cfg.qat_bits}")
+
+
+def attach_masks(model, cfg):
+    """Parametrize every target weight with an all-ones mask (and fake quantization)."""
+    targets = [module for name, module in model.named_modules()
+               if isinstance(module, nn.Linear) and re.search(cfg.prune_targets, name)]
+    if not targets:
+        raise ConfigError(f"--prune-targets {cfg.prune_targets} matches no Linear layer of --arch "
+                          f"{type(model).__name__}")
+    for module in targets:
+        parametrize.register_parametrization(module, "weight", Mask(module.weight.shape))
+        module._register_load_state_dict_pre_hook(accept_dense_weight)
+        if cfg.qat_bits is not None:
+            parametrize.register_parametrization(module, "weight", FakeQuantize(cfg.qat_bits))
+
+
+def accept_dense_weight(state_dict, prefix, *args):
+    """Load a dense checkpoint (--restore-file of an unpruned model) into a masked
+    module: its weight becomes the original, with nothing pruned yet."""
+    if prefix + "weight" in state_dict:
+        weight = state_dict.pop(prefix + "weight")
+        state_dict[prefix + "parametrizations.weight.original"] = weight
+        state_dict.setdefault(prefix + "parametrizations.weight.0.mask", torch.ones_like(weight, dtype=torch.bool))
+
+
+def masked_weights(model):
+    """(original weight, mask) of every pruning target."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrizations = module.parametrizations.weight
+            if isinstance(parametrizations[0], Mask):
+                yield parametrizations.original, parametrizations[0].mask
+
+
+def target_sparsity(cfg, update):
+    """Zhu & Gupta (2017): s_t = s_f (1 - (1 - (t - t0) / (t1 - t0))^3) between t0 and t1."""
+    if update < cfg.prune_start_update:
+        return 0.0
+    if cfg.prune_schedule == "oneshot" or update >= cfg.prune_end_update:
+        return cfg.prune_sparsity
+    progress = (update - cfg.prune_start_update) / (cfg.prune_end_update - cfg.prune_start_update)
+    return cfg.prune_sparsity * (1 - (1 - progress) ** 3)
+
+
+def is_mask_update(cfg, update):
+    if cfg.prune_schedule == "oneshot":
+        return update == cfg.prune_start_update
+    in_range = cfg.prune_start_update <= update <= cfg.prune_end_update
+    return in_range and ((update - cfg.prune_start_update) % cfg.prune_frequency == 0 or update == cfg.prune_end_update)
+
+
+def keep_largest(scores, sparsity):
+    """A bool mask keeping the round((1 - sparsity) * n) largest of `scores`."""
+    keep = torch.zeros(scores.numel(), dtype=torch.bool)
+    keep[torch.topk(scores.flatten(), round((1 - sparsity) * scores.numel())).indices] = True
+    return keep.reshape(scores.shape)
+
+
+@torch.no_grad()
+def update_masks(weights_and_masks, sparsity, scope):
+    """Magnitude pruning of the weights to `sparsity`; already pruned weights
+    score 0, so masks only grow sparser as the schedule rises."""
+    pairs = list(weights_and_masks)
+    scores = [(weight.abs() * mask) for weight, mask in pairs]
+    if scope == "global":
+        flat_keep = keep_largest(torch.cat([s.flatten() for s in scores]), sparsity)
+        keeps = flat_keep.split([s.numel() for s in scores])
+    else:
+        keeps = [keep_largest(s, sparsity) for s in scores]
+    for (weight, mask), keep in zip(pairs, keeps):
+        mask.copy_(keep.reshape(mask.shape))
+        weight.mul_(mask)
+
+
+@torch.no_grad()
+def measured_sparsity(model):
+    zeros = total = 0
+    for weight, mask in masked_weights(model):
+        zeros += int(((weight * mask) == 0).sum())
+        total += weight.numel()
+    return zeros / max(total, 1)
+
+
+class PruningMixin:
+    """What the three registered tasks add to their stock parent."""
+
+    def __init__(self, cfg, *args, **kwargs):
+        check_options(cfg)
+        super().__init__(cfg, *args, **kwargs)
+        # checkpoints loaded in this process are read with their masks
+        checkpoint_format.keep_pruning_masks()
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        attach_masks(model, self.cfg)
+        return model
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if is_mask_update(self.cfg, update_num):
+            update_masks(masked_weights(model), target_sparsity(self.cfg, update_num), self.cfg.prune_scope)
+        metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
+        metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        super().optimizer_step(optimizer, model, update_num)
+        with torch.no_grad():
+            for weight, mask in masked_weights(model):
+                weight.mul_(mask)
+
+
+def register_pruning_task(name, task_class, config_class):
+    config = dataclass(type(f"{task_class.__name__[:-4]}PruningConfig", (PruningOptions, config_class), {}))
+    task = type(f"{task_class.__name__[:-4]}PruningTask", (PruningMixin, task_class), {"__doc__": PruningMixin.__doc__})
+    return register_task(name, dataclass=config)(task)
+
+
+TranslationPruningTask = register_pruning_task("translation_pruning", TranslationTask, TranslationConfig)
+MaskedLMPruningTask = register_pruning_task("masked_lm_pruning", MaskedLMTask, MaskedLMConfig)
+SentencePredictionPruningTask = register_pruning_task(
+    "sentence_prediction_pruning", SentencePredictionTask, SentencePredictionConfig)
