@@ -40,14 +40,25 @@ def _ipq(args):
 
 
 def _quantize(args):
-    from .compress.scalar import quantize_checkpoint
+    from .compress.export import export_checkpoint
 
     _check_out(args)
-    quantize_checkpoint(args.path, args.bits, args.out, args.exclude)
+    export_checkpoint(args.path, args.out, bits=args.bits, exclude=args.exclude)
+    _report(args)
+
+
+def _prune(args):
+    from .compress.export import export_checkpoint
+
+    _check_out(args)
+    export_checkpoint(args.path, args.out, bits=args.bits, sparsity=args.sparsity, scope=args.scope,
+                      targets=args.targets)
     _report(args)
 
 
 def build_parser():
+    from .compress.magnitude import DEFAULT_TARGETS
+
     parser = argparse.ArgumentParser(prog="fairseq-compress", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     size = commands.add_parser(
@@ -79,6 +90,19 @@ def build_parser():
     quantize.add_argument("--exclude", metavar="REGEX", help="keep matrices whose name matches in fp16")
     quantize.add_argument("--force", action="store_true", help="replace --out if it exists")
     quantize.set_defaults(run=_quantize)
+    prune = commands.add_parser(
+        "prune", help="one-shot magnitude pruning of the Linear weights inside the layers, stored sparsely "
+                      "(bitmask + nonzeros), optionally quantized")
+    prune.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    prune.add_argument("--sparsity", required=True, type=float, help="fraction of zeros in the targets, in [0, 1)")
+    prune.add_argument("--scope", choices=("global", "layer"), default="global",
+                       help="one magnitude threshold over all targets, or one per matrix")
+    prune.add_argument("--targets", default=DEFAULT_TARGETS, metavar="REGEX",
+                       help="weight matrices to prune (default: those inside encoder/decoder layers)")
+    prune.add_argument("--bits", type=int, help="also quantize every weight matrix to this many bits (2 to 8)")
+    prune.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
+    prune.add_argument("--force", action="store_true", help="replace --out if it exists")
+    prune.set_defaults(run=_prune)
     return parser
 
 

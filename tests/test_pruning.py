@@ -229,3 +229,12 @@ def test_bad_input(mt_data, tmp_path, flags, fragment):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and fragment in last, result.stderr[-2000:]
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_quantize_export_of_a_pruned_run_is_sparse(pruned_mt, tmp_path):
+    save, _ = pruned_mt
+    out = tmp_path / "int8.pt"
+    run(["fairseq-compress", "quantize", "--path", save / "checkpoint_last.pt", "--bits", "8", "--out", out])
+    stored = torch.load(out, map_location="cpu", weights_only=True)["model"]
+    assert stored["encoder.layers.0.fc1.weight"]["format"] == "sparse"
+    assert not any("parametrizations" in name for name in stored)

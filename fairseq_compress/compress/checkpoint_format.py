@@ -10,6 +10,9 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 - ``{"format": "int", "bits": b, "packed": uint8, "scale": fp32 [out], "shape": [...]}``:
   symmetric per-output-channel scalar quantization, b-bit values offset to
   unsigned and bit-packed (two per byte at 4 bits);
+- ``{"format": "sparse", "mask": 1 bit per weight, "shape": [...], "values": fp16 nonzeros}``
+  or, quantized, ``"bits"``, ``"packed"`` nonzero integers and ``"scale"`` per row:
+  a pruned matrix, written whenever that is smaller than its dense form;
 - ``{"format": "alias", "of": NAME}``: a tensor tied to NAME (shared
   embeddings and output projections are stored once).
 
@@ -67,17 +70,58 @@ def unpack_bits(packed, bits, count):
     return (stream[: count * bits].reshape(count, bits) << torch.arange(bits - 1, -1, -1, dtype=torch.int16)).sum(1)
 
 
+def _offset(bits):
+    """Added to the signed values in [-q, q] to store them unsigned."""
+    return 2 ** (bits - 1) - 1
+
+
 def encode_int(weight, bits):
     values, scale = scalar_quantize(weight, bits)
-    offset = 2 ** (bits - 1) - 1
-    return {"format": "int", "bits": bits, "packed": pack_bits(values + offset, bits), "scale": scale,
+    return {"format": "int", "bits": bits, "packed": pack_bits(values + _offset(bits), bits), "scale": scale,
             "shape": list(weight.shape)}
 
 
-def int_decode(packed, scale, bits, shape):
-    count = int(torch.Size(shape).numel())
-    values = unpack_bits(packed, bits, count) - (2 ** (bits - 1) - 1)
+def _scaled(values, scale, shape):
     return (values.float().reshape(shape[0], -1) * scale[:, None]).reshape(shape)
+
+
+def int_decode(packed, scale, bits, shape):
+    values = unpack_bits(packed, bits, int(torch.Size(shape).numel())) - _offset(bits)
+    return _scaled(values, scale, shape)
+
+
+def encode_sparse(weight, bits=None):
+    """Bitmask of the nonzeros, then the nonzeros alone: fp16, or `bits`-bit
+    integers with the scales of the whole rows (zeros quantize to zero)."""
+    weight = weight.detach()
+    keep = weight != 0
+    entry = {"format": "sparse", "shape": list(weight.shape), "mask": pack_bits(keep.flatten().to(torch.uint8), 1)}
+    if bits is None:
+        entry["values"] = weight[keep].to(STORED_FLOAT)
+    else:
+        values, scale = scalar_quantize(weight, bits)
+        entry.update(bits=bits, scale=scale, packed=pack_bits(values[keep] + _offset(bits), bits))
+    return entry
+
+
+def sparse_decode(entry):
+    shape = entry["shape"]
+    keep = unpack_bits(entry["mask"], 1, int(torch.Size(shape).numel())).bool()
+    dense = torch.zeros(keep.shape)
+    if "bits" not in entry:
+        dense[keep] = entry["values"].float()
+        return dense.reshape(shape)
+    dense[keep] = (unpack_bits(entry["packed"], entry["bits"], int(keep.sum())) - _offset(entry["bits"])).float()
+    return _scaled(dense, entry["scale"].float(), shape)
+
+
+def encode_weight(weight, bits=None):
+    """The smaller of the dense and the sparse form of a weight matrix, in fp16 or at `bits` bits."""
+    value_bits = bits or 16
+    nonzeros = int((weight != 0).sum())
+    if weight.numel() + nonzeros * value_bits < weight.numel() * value_bits:
+        return encode_sparse(weight, bits)
+    return encode_int(weight, bits) if bits else encode_dense(weight)
 
 
 def encode_dense(tensor):
@@ -95,6 +139,8 @@ def decode_entry(entry, decoded):
         return entry.float() if entry.is_floating_point() else entry
     if entry["format"] == "ipq":
         return pq_decode(entry["centroids"].float(), entry["codes"], entry["shape"])
+    if entry["format"] == "sparse":
+        return sparse_decode(entry)
     if entry["format"] == "int":
         return int_decode(entry["packed"], entry["scale"].float(), entry["bits"], entry["shape"])
     if entry["format"] == "alias":

@@ -29,10 +29,9 @@ from torch.nn.utils import parametrize
 
 from ..compress import checkpoint_format
 from ..compress.checkpoint_format import scalar_quantize
+from ..compress.magnitude import DEFAULT_TARGETS, magnitude_masks
 from ..errors import ConfigError
 
-# Linear weights inside encoder/decoder layers: not embeddings, LayerNorms, biases or output projections.
-DEFAULT_TARGETS = r"(^|\.)layers\.\d+\."
 QAT_BITS = (2, 3, 4, 5, 6, 7, 8)
 
 
@@ -143,26 +142,14 @@ def is_mask_update(cfg, update):
     return in_range and ((update - cfg.prune_start_update) % cfg.prune_frequency == 0 or update == cfg.prune_end_update)
 
 
-def keep_largest(scores, sparsity):
-    """A bool mask keeping the round((1 - sparsity) * n) largest of `scores`."""
-    keep = torch.zeros(scores.numel(), dtype=torch.bool)
-    keep[torch.topk(scores.flatten(), round((1 - sparsity) * scores.numel())).indices] = True
-    return keep.reshape(scores.shape)
-
-
 @torch.no_grad()
 def update_masks(weights_and_masks, sparsity, scope):
     """Magnitude pruning of the weights to `sparsity`; already pruned weights
     score 0, so masks only grow sparser as the schedule rises."""
     pairs = list(weights_and_masks)
-    scores = [(weight.abs() * mask) for weight, mask in pairs]
-    if scope == "global":
-        flat_keep = keep_largest(torch.cat([s.flatten() for s in scores]), sparsity)
-        keeps = flat_keep.split([s.numel() for s in scores])
-    else:
-        keeps = [keep_largest(s, sparsity) for s in scores]
+    keeps = magnitude_masks([weight.abs() * mask for weight, mask in pairs], sparsity, scope)
     for (weight, mask), keep in zip(pairs, keeps):
-        mask.copy_(keep.reshape(mask.shape))
+        mask.copy_(keep)
         weight.mul_(mask)
 
 

@@ -1,6 +1,6 @@
-"""Scalar quantization: values against torch's per-channel quantizer, bit
-packing, the compressed checkpoint (int codes, ties stored once, bytes), the
-stock fairseq loaders on it, and bad input."""
+"""fairseq-compress quantize / prune: values against torch's per-channel
+quantizer, bit packing, sparse storage, the compressed checkpoint (int codes,
+ties stored once, bytes), the stock fairseq loaders on it, and bad input."""
 import json
 
 import pytest
@@ -10,8 +10,9 @@ from fairseq import checkpoint_utils
 
 import fairseq_compress  # noqa: F401  (installs the loader)
 from fairseq_compress.checkpoint_safety import load_state
-from fairseq_compress.compress.checkpoint_format import FORMAT_KEY, encode_int, int_decode, pack_bits, unpack_bits
-from fairseq_compress.compress.scalar import quantize_checkpoint
+from fairseq_compress.compress.checkpoint_format import (FORMAT_KEY, decode_entry, encode_int, encode_weight, int_decode,
+                                                         pack_bits, unpack_bits)
+from fairseq_compress.compress.export import export_checkpoint
 
 
 def test_int8_matches_torch_per_channel_quantization():
@@ -49,10 +50,35 @@ def test_bit_packing_round_trips_and_is_dense(bits, count):
         assert packed[0] == values[0] * 16 + values[1]
 
 
+def stored_bytes(entry):
+    return sum(t.numel() * t.element_size() for t in entry.values() if torch.is_tensor(t))
+
+
+@pytest.mark.parametrize("bits", [None, 8, 4])
+def test_sparse_storage_round_trips_and_is_small(bits):
+    torch.manual_seed(0)
+    weight = torch.randn(64, 256)
+    weight[torch.rand(64, 256) < 0.9] = 0
+    entry = encode_weight(weight, bits)
+    assert entry["format"] == "sparse"
+    dense_form = encode_int(weight, bits) if bits else None
+    expected = decode_entry(dense_form, {}) if bits else weight.half().float()
+    torch.testing.assert_close(decode_entry(entry, {}), expected, atol=0, rtol=0)
+    per_weight = (stored_bytes(entry) - (entry["scale"].numel() * 4 if bits else 0)) / weight.numel()
+    value_bytes = (bits or 16) / 8
+    assert per_weight == pytest.approx(0.125 + 0.1 * value_bytes, abs=0.01)  # bitmask + nonzeros
+
+
+def test_dense_matrices_stay_dense():
+    weight = torch.randn(8, 16)
+    weight[0, :4] = 0  # 3 % zeros: a bitmask would cost more than it saves
+    assert encode_weight(weight, 8)["format"] == "int" and torch.is_tensor(encode_weight(weight))
+
+
 @pytest.fixture(scope="module")
 def int4_checkpoint(mt_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("scalar") / "int4.pt"
-    quantize_checkpoint(mt_checkpoint, 4, out)
+    export_checkpoint(mt_checkpoint, out, bits=4)
     return out
 
 
@@ -84,6 +110,30 @@ def test_quantize_cli_reports_size_and_stock_generate_loads_it(mt_checkpoint, mt
     assert "BLEU" in gen.stdout + gen.stderr
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_prune_cli_sparsity_and_stock_generate(mt_checkpoint, mt_data, tmp_path, scope):
+    out = tmp_path / "pruned.pt"
+    run(["fairseq-compress", "prune", "--path", mt_checkpoint, "--sparsity", "0.7", "--scope", scope, "--bits", "8",
+         "--out", out])
+    dense = load_state(mt_checkpoint)["model"]
+    [model], _ = checkpoint_utils.load_model_ensemble([str(out)])
+    targets = {name: p for name, p in model.named_parameters() if ".layers." in name and name.endswith(".weight")
+               and p.dim() == 2}
+    zeros = sum(int((p == 0).sum()) for p in targets.values())
+    assert zeros / sum(p.numel() for p in targets.values()) == pytest.approx(0.7, abs=0.01)
+    if scope == "layer":
+        assert all(abs((p == 0).float().mean().item() - 0.7) < 0.01 for p in targets.values())
+    # not a target: quantized, not pruned
+    embed = model.encoder.embed_tokens.weight
+    assert (embed == 0).float().mean() < 0.05 and not torch.equal(embed, dense["encoder.embed_tokens.weight"])
+    stored = load_state(out)["model"]
+    assert stored["encoder.layers.0.fc1.weight"]["format"] == "sparse"
+    if scope == "global":
+        gen = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", out, "--gen-subset",
+                   "test", "--beam", "2", "--max-sentences", "50", "--max-len-b", "10", "--num-workers", "0"])
+        assert "BLEU" in gen.stdout + gen.stderr
+
+
 def test_bad_input(mt_checkpoint, int4_checkpoint, tmp_path):
     out = tmp_path / "out.pt"
     quantize = ["fairseq-compress", "quantize", "--out", out]
@@ -93,6 +143,15 @@ def test_bad_input(mt_checkpoint, int4_checkpoint, tmp_path):
         (["--path", tmp_path / "missing.pt", "--bits", "8"], "--path"),
     ]:
         result = run(quantize + args, check=False)
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert "error: " in last and fragment in last, result.stderr[-2000:]
+    prune = ["fairseq-compress", "prune", "--path", mt_checkpoint, "--out", out]
+    for args, fragment in [
+        (["--sparsity", "1.0"], "--sparsity must be in [0, 1), got 1.0"),
+        (["--sparsity", "0.5", "--targets", "nothing"], "--targets nothing matches no weight matrix"),
+    ]:
+        result = run(prune + args, check=False)
         assert result.returncode != 0
         last = result.stderr.strip().splitlines()[-1]
         assert "error: " in last and fragment in last, result.stderr[-2000:]
