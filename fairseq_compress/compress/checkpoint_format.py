@@ -246,8 +246,12 @@ def install():
         return
 
     @functools.wraps(load)
-    def load_and_decode(path, *args, **kwargs):
-        return decode_checkpoint(load(path, *args, **kwargs))
+    def load_and_decode(path, arg_overrides=None, *args, **kwargs):
+        from ..modules.int8_inference import accept_override
+
+        state = load(path, arg_overrides, *args, **kwargs)
+        accept_override(state, arg_overrides)
+        return decode_checkpoint(state)
 
     load_and_decode.decodes_compressed = True
     checkpoint_utils.load_checkpoint_to_cpu = load_and_decode

@@ -10,6 +10,7 @@ from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture
 from fairseq.utils import safe_getattr
 
+from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .sizes import FFN_RATIO, heads_for, register_sized_archs
 
@@ -17,7 +18,7 @@ MODEL_NAME = "compress_roberta"
 
 
 @register_model(MODEL_NAME)
-class CompressRobertaModel(ScheduledDropHeadMixin, RobertaModel):
+class CompressRobertaModel(Int8InferenceMixin, ScheduledDropHeadMixin, RobertaModel):
     pass
 
 

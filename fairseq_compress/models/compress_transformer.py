@@ -8,6 +8,7 @@ from fairseq.models.transformer import TransformerModel
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from fairseq.utils import safe_getattr
 
+from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .sizes import FFN_RATIO, heads_for, register_sized_archs
 
@@ -15,7 +16,7 @@ MODEL_NAME = "compress_transformer"
 
 
 @register_model(MODEL_NAME)
-class CompressTransformerModel(ScheduledDropHeadMixin, TransformerModel):
+class CompressTransformerModel(Int8InferenceMixin, ScheduledDropHeadMixin, TransformerModel):
     pass
 
 

@@ -23,6 +23,7 @@ from fairseq.utils import safe_getattr, safe_hasattr
 from torch import nn
 
 from ..errors import ConfigError
+from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 
 MODEL_NAME = "electra"
@@ -160,7 +161,7 @@ class ElectraBase(RobertaModel):
 
 
 @register_model(MODEL_NAME)
-class ElectraModel(ScheduledDropHeadMixin, ElectraBase):
+class ElectraModel(Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)

@@ -1,0 +1,64 @@
+"""int8 inference on CPU: ``fairseq-generate ... --model-overrides "{'int8_inference': True}"``
+swaps every ``nn.Linear`` of a plugin model for torch's dynamic int8 Linear
+(``torch.ao.quantization.quantize_dynamic``: weights quantized once per
+channel, activations per batch, fbgemm/onednn kernels) when fairseq prepares
+the model for inference."""
+import logging
+
+import torch
+from fairseq.modules import MultiheadAttention
+from fairseq.utils import safe_getattr
+from torch import nn
+
+from ..errors import ConfigError
+
+OVERRIDE = "int8_inference"
+logger = logging.getLogger(__name__)
+
+
+def quantize_linear_int8(model):
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise ConfigError("--model-overrides int8_inference runs torch's CPU int8 kernels: add --cpu")
+    for module in model.modules():
+        if isinstance(module, MultiheadAttention):
+            # fairseq's fused attention path reads q_proj.weight & co. as tensors;
+            # its standard path calls the projections, which may then be int8 modules.
+            module.skip_embed_dim_check = True
+    count = sum(isinstance(m, nn.Linear) for m in model.modules())
+    torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    logger.info(f"int8 inference: {count} Linear layers run with torch's dynamic int8 kernels")
+
+
+class Int8InferenceMixin:
+    """Model mixin: the ``int8_inference`` model option, applied in ``prepare_for_inference_``."""
+
+    @classmethod
+    def add_args(cls, parser):
+        super().add_args(parser)
+        parser.add_argument("--int8-inference", action="store_true",
+                            help="at inference (fairseq-generate), run the Linear layers with dynamic int8 "
+                                 "kernels on CPU; usually set with --model-overrides")
+
+    @classmethod
+    def build_model(cls, args, task):
+        model = super().build_model(args, task)
+        model.int8_inference = bool(safe_getattr(args, OVERRIDE, False))
+        return model
+
+    def prepare_for_inference_(self, cfg):
+        super().prepare_for_inference_(cfg)
+        if self.int8_inference:
+            quantize_linear_int8(self)
+
+
+def accept_override(state, arg_overrides):
+    """Checkpoints written before the option existed lack the key, and fairseq
+    only overrides keys a checkpoint's model config has: add it."""
+    if not arg_overrides or OVERRIDE not in arg_overrides or not isinstance(state, dict):
+        return
+    from omegaconf import DictConfig, open_dict
+
+    model_cfg = state.get("cfg", {}).get("model") if state.get("cfg") is not None else None
+    if isinstance(model_cfg, DictConfig) and OVERRIDE not in model_cfg:
+        with open_dict(model_cfg):
+            model_cfg[OVERRIDE] = arg_overrides[OVERRIDE]
