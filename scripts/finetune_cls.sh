@@ -2,7 +2,7 @@
 # Fine-tune an encoder on a classification task from prepare_glue.sh with the
 # stock sentence_prediction task, as fairseq's RoBERTa GLUE recipe does
 # (Adam 0.9/0.98, eps 1e-6, weight decay 0.1, linear decay after 6 % warmup,
-# batch 32), then score the checkpoint best on dev with fairseq-validate:
+# batch 32), then score the checkpoint best on dev with scripts/eval_cls.sh:
 # SAVE_DIR/accuracy.json = {"accuracy": test (or dev when there is no test), "dev_accuracy": ...}.
 # --pretrained CKPT restores a pretraining checkpoint (its optimizer, meters and
 # data position are reset); without it the encoder starts from random weights.
@@ -41,13 +41,6 @@ run_training "$SAVE_DIR" "${cmd[@]}"
 
 result=$SAVE_DIR/accuracy.json
 [[ -f $result && $result -nt $SAVE_DIR/.done ]] && { cat "$result"; exit 0; }
-subsets=valid
-[[ -f $DATA/input0/test.bin ]] && subsets=valid,test
-fairseq-validate "$DATA" --user-dir "$USER_DIR" --path "$SAVE_DIR/checkpoint_best.pt" \
-  --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
-  --max-positions "$MAX_POSITIONS" --shorten-method truncate \
-  --valid-subset "$subsets" --batch-size 64 --num-workers 0 > "$SAVE_DIR/validate.log" 2>&1 \
-  || { tail -n 5 "$SAVE_DIR/validate.log" >&2; die "fairseq-validate failed (log: $SAVE_DIR/validate.log)"; }
-"$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$SAVE_DIR/validate.log" > "$result.tmp"
+bash "$ROOT/scripts/eval_cls.sh" "$SAVE_DIR/checkpoint_best.pt" "$DATA" --max-positions "$MAX_POSITIONS" > "$result.tmp"
 mv "$result.tmp" "$result"
 cat "$result"

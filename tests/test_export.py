@@ -159,3 +159,19 @@ def test_bad_input(mt_checkpoint, int4_checkpoint, tmp_path):
     result = run(["fairseq-compress", "quantize", "--path", mt_checkpoint, "--bits", "8", "--out", mt_checkpoint],
                  check=False)
     assert result.returncode != 0 and "would overwrite --path" in result.stderr
+
+
+def test_compression_sweep_writes_csv_and_plot(mt_checkpoint, tmp_path):
+    csv_path = tmp_path / "sweep.csv"
+    run(["bash", "scripts/compression_sweep.sh", mt_checkpoint.parent, "--out", tmp_path / "out", "--sparsities",
+         "0.5", "--bits", "4", "--finetune-updates", "4", "--csv", csv_path])
+    import csv
+
+    rows = {row["method"]: row for row in csv.DictReader(open(csv_path))}
+    assert set(rows) == {"original", "quantize", "oneshot", "gradual"}
+    assert all(row["metric"] == "bleu" for row in rows.values())
+    mb = {method: float(row["mb"]) for method, row in rows.items()}
+    assert mb["quantize"] < mb["oneshot"] < mb["original"] and mb["gradual"] < mb["original"]
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    gradual = load_state(tmp_path / "out" / mt_checkpoint.parent.name / "gradual_s0.5.pt")["model"]
+    assert gradual["encoder.layers.0.fc1.weight"]["format"] == "sparse"

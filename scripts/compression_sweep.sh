@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Train Large, Then Compress (Li et al. 2020), at this machine's scale: for each
+# trained model (CKPT_DIR/checkpoint_best.pt; translation or sentence classification),
+#   - quantize to each of --bits (fairseq-compress quantize),
+#   - prune one-shot to each of --sparsities (fairseq-compress prune, fp16 nonzeros),
+#   - prune gradually while fine-tuning --finetune-updates updates (the *_pruning
+#     task, cubic schedule over the first 2/3), then store it sparse,
+# evaluate each file with the stock fairseq tools (test BLEU for MT, accuracy for
+# classification) and write a CSV (model, method, sparsity, bits, MB on disk,
+# metric) and a PNG of metric vs MB, one line per original model: the paper's figure.
+# Every output is reused when present, so an interrupted sweep resumes.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage="usage: $0 CKPT_DIR... [--out checkpoints/compression_sweep] [--data DIR] [--sparsities '0.3 0.5 0.7 0.9'] [--bits '8 6 4'] [--finetune-updates 300] [--methods 'quantize oneshot gradual'] [--csv docs/results/compression_sweep.csv]"
+OUT=$ROOT/checkpoints/compression_sweep DATA_OVERRIDE='' SPARSITIES="0.3 0.5 0.7 0.9" BITS="8 6 4" FINETUNE=300
+METHODS="quantize oneshot gradual" CSV=$ROOT/docs/results/compression_sweep.csv
+parse_args "$usage" "--out=OUT --data=DATA_OVERRIDE --sparsities=SPARSITIES --bits=BITS --finetune-updates=FINETUNE --methods=METHODS --csv=CSV" "$@"
+((${#POSITIONAL[@]} >= 1)) || die "$usage"
+[[ $FINETUNE =~ ^[1-9][0-9]*$ ]] || die "--finetune-updates must be a positive integer, got '$FINETUNE'"
+for method in $METHODS; do
+  [[ $method =~ ^(quantize|oneshot|gradual)$ ]] || die "--methods: unknown method '$method' (known: quantize oneshot gradual)"
+done
+for dir in "${POSITIONAL[@]}"; do
+  [[ -f $dir/checkpoint_best.pt ]] || die "CKPT_DIR $dir holds no checkpoint_best.pt"
+done
+
+# describe FILE MODEL METHOD SPARSITY BITS: FILE.result.json with its size and metric (once).
+describe() {
+  local file=$1 model=$2 method=$3 sparsity=$4 bits=$5 metric
+  [[ -f ${file%.pt}.result.json ]] && return
+  if [[ $TASK == translation ]]; then
+    metric=$(bash "$ROOT/scripts/eval_bleu.sh" "$file" "$DATA" --json)
+  else
+    metric=$(bash "$ROOT/scripts/eval_cls.sh" "$file" "$DATA")
+  fi
+  "$PY" - "$file" "$model" "$method" "$sparsity" "$bits" "$metric" > "${file%.pt}.result.json.tmp" <<'PY'
+import json, os, sys
+from fairseq_compress.compress.size import checkpoint_size
+file, model, method, sparsity, bits, metric = sys.argv[1:]
+metric = json.loads(metric)
+size = checkpoint_size(file)
+stored = size["model_params"] * 4 if method == "original" else size["file_bytes"]  # fp32 weights, or the file
+name, value = ("bleu", metric["bleu"]) if "bleu" in metric else ("accuracy", metric["accuracy"])
+print(json.dumps({"model": model, "params": size["model_params"], "method": method, "sparsity": float(sparsity),
+                  "bits": int(bits), "mb": round(stored / 1e6, 3), "metric": name, "value": value}))
+PY
+  mv "${file%.pt}.result.json.tmp" "${file%.pt}.result.json"
+}
+
+# gradual_finetune CKPT SAVE SPARSITY: fine-tune with the pruning task, schedule over the first 2/3.
+gradual_finetune() {
+  local ckpt=$1 save=$2 sparsity=$3
+  local prune=(--prune-sparsity "$sparsity" --prune-schedule gradual --prune-start-update 0
+    --prune-end-update $((FINETUNE * 2 / 3)) --prune-frequency $(((FINETUNE + 9) / 10))
+    --restore-file "$(realpath "$ckpt")" --reset-optimizer --reset-dataloader --reset-meters --reset-lr-scheduler)
+  if [[ $TASK == translation ]]; then
+    bash "$ROOT/scripts/train_mt.sh" "$DATA" "$save" --arch "$ARCH" --max-update "$FINETUNE" --lr 0.0005 \
+      --warmup 1 --max-tokens 2048 -- --task translation_pruning "${prune[@]}"
+  else
+    bash "$ROOT/scripts/finetune_cls.sh" "$DATA" "$save" --arch "$ARCH" --max-update "$FINETUNE" --lr 1e-5 \
+      -- --task sentence_prediction_pruning "${prune[@]}" > /dev/null
+  fi
+}
+
+for dir in "${POSITIONAL[@]}"; do
+  ckpt=$dir/checkpoint_best.pt
+  read -r TASK ARCH DATA <<< "$("$PY" "$ROOT/scripts/lib/ckpt_info.py" "$ckpt")"
+  [[ $TASK =~ ^(translation|sentence_prediction)$ ]] || die "$ckpt: task $TASK is not translation or sentence_prediction"
+  [[ $DATA = /* ]] || DATA=$ROOT/$DATA
+  DATA=${DATA_OVERRIDE:-$DATA}
+  require_dir "$DATA" "the data of $ckpt (pass --data)"
+  model=$(basename "$dir") work=$OUT/$(basename "$dir")
+  mkdir -p "$work"
+  log "$model ($ARCH, $TASK on $DATA)"
+  [[ -f $work/original.pt ]] || ln -sf "$(realpath "$ckpt")" "$work/original.pt"
+  describe "$work/original.pt" "$model" original 0 32
+  for method in $METHODS; do
+    case $method in
+      quantize)
+        for bits in $BITS; do
+          out=$work/int$bits.pt
+          [[ -f $out ]] || fairseq-compress quantize --path "$ckpt" --bits "$bits" --out "$out" > /dev/null
+          describe "$out" "$model" quantize 0 "$bits"
+        done ;;
+      oneshot)
+        for sparsity in $SPARSITIES; do
+          out=$work/oneshot_s$sparsity.pt
+          [[ -f $out ]] || fairseq-compress prune --path "$ckpt" --sparsity "$sparsity" --out "$out" > /dev/null
+          describe "$out" "$model" oneshot "$sparsity" 16
+        done ;;
+      gradual)
+        for sparsity in $SPARSITIES; do
+          out=$work/gradual_s$sparsity.pt
+          if [[ ! -f $out ]]; then
+            gradual_finetune "$ckpt" "$work/gradual_s$sparsity" "$sparsity"
+            fairseq-compress prune --path "$work/gradual_s$sparsity/checkpoint_last.pt" --sparsity "$sparsity" \
+              --out "$out" > /dev/null
+          fi
+          describe "$out" "$model" gradual "$sparsity" 16
+        done ;;
+    esac
+  done
+done
+"$PY" "$ROOT/scripts/lib/compression_plot.py" "$OUT" --csv "$CSV" --png "${CSV%.csv}.png"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Accuracy of a sentence-classification checkpoint with the stock
+# fairseq-validate on the dev (and test, when prepared) split of a task from
+# prepare_glue.sh. Prints {"accuracy": test (or dev when there is no test),
+# "dev_accuracy": dev} and keeps the log next to the checkpoint (CKPT.validate.log).
+# Arguments after -- go to fairseq-validate.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage="usage: $0 CKPT DATA [--max-positions 128] [-- fairseq-validate args]"
+MAX_POSITIONS=128
+parse_args "$usage" "--max-positions=MAX_POSITIONS --" "$@"
+((${#POSITIONAL[@]} == 2)) || die "$usage"
+CKPT=${POSITIONAL[0]} DATA=${POSITIONAL[1]}
+[[ -f $CKPT ]] || die "checkpoint '$CKPT' does not exist"
+[[ -f $DATA/label/dict.txt && -f $DATA/input0/valid.bin ]] || die "$DATA is not a classification task: prepare it with scripts/prepare_glue.sh"
+
+n_classes=$(wc -l < "$DATA/label/dict.txt")
+subsets=valid
+[[ -f $DATA/input0/test.bin ]] && subsets=valid,test
+LOG=${CKPT%.pt}.validate.log
+fairseq-validate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
+  --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
+  --max-positions "$MAX_POSITIONS" --shorten-method truncate \
+  --valid-subset "$subsets" --batch-size 64 --num-workers 0 "${EXTRA[@]}" > "$LOG" 2>&1 \
+  || { tail -n 5 "$LOG" >&2; die "fairseq-validate failed (log: $LOG)"; }
+"$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$LOG"

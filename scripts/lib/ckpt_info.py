@@ -1,0 +1,22 @@
+"""What a fairseq checkpoint was trained as: prints `TASK ARCH DATA` (the task's
+stock name without _pruning, the arch, the data dir), read with the safe loader."""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from fairseq_compress.checkpoint_safety import load_state  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("ckpt")
+    cfg = load_state(parser.parse_args().ckpt)["cfg"]
+    task = cfg["task"]["_name"].removesuffix("_pruning")
+    model = cfg["model"]  # a Namespace for archs registered with add_args, else a dict
+    arch = getattr(model, "arch", None) or model.get("arch") or model.get("_name")
+    print(task, arch, cfg["task"]["data"])
+
+
+if __name__ == "__main__":
+    main()
