@@ -23,7 +23,12 @@ echo "$report"
 fairseq-compress size --path "$CKPT"
 fairseq-compress size --path "$OUT/ipq.pt"
 csv=$ROOT/docs/results/ipq_size.csv
-[[ -f $csv ]] || echo "checkpoint,fp32_model_bytes,ipq_file_bytes,ratio_vs_fp32_model" > "$csv"
-"$PY" -c 'import json, sys; r = json.loads(sys.argv[2])
-print(f"{sys.argv[1]},{r[\"fp32_model_bytes\"]},{r[\"file_bytes\"]},{r[\"ratio_vs_fp32_model\"]}")' "${CKPT#"$ROOT"/}" "$report" >> "$csv"
-echo "iPQ file is $("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["ratio_vs_fp32_model"])' "$report")x smaller than the fp32 weights (target >= 20x)"
+[[ -f $csv ]] || echo "checkpoint,params,fp32_model_bytes,ipq_file_bytes,ratio_vs_fp32_model" > "$csv"
+"$PY" - "${CKPT#"$ROOT"/}" "$report" "$csv" <<'PY'
+import json, sys
+checkpoint, report, csv = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+with open(csv, "a") as f:
+    f.write(f"{checkpoint},{report['fp32_model_bytes'] // 4},{report['fp32_model_bytes']},{report['file_bytes']},"
+            f"{report['ratio_vs_fp32_model']}\n")
+print(f"iPQ file is {report['ratio_vs_fp32_model']}x smaller than the fp32 weights (target >= 20x)")
+PY
