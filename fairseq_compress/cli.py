@@ -56,6 +56,16 @@ def _prune(args):
     _report(args)
 
 
+def add_compress_command(commands, name, help, run):
+    """A subcommand that reads --path and writes a compressed checkpoint to --out."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    command.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
+    command.add_argument("--force", action="store_true", help="replace --out if it exists")
+    command.set_defaults(run=run)
+    return command
+
+
 def build_parser():
     from .compress.magnitude import DEFAULT_TARGETS
 
@@ -67,42 +77,31 @@ def build_parser():
     size.add_argument("--path", required=True, metavar="CKPT", help="fairseq checkpoint (.pt)")
     size.add_argument("--json", action="store_true", help="print one JSON object")
     size.set_defaults(run=_size)
-    ipq = commands.add_parser(
-        "ipq", help="iterative product quantization of a checkpoint, stage by stage, into a small compressed checkpoint")
-    ipq.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    ipq = add_compress_command(
+        commands, "ipq", "iterative product quantization of a checkpoint, stage by stage, into a small compressed "
+                         "checkpoint", _ipq)
     ipq.add_argument("--config", required=True, metavar="YAML",
                      help="stages, block sizes and centroids in fairseq's --quantization-config-path format "
                           "(fairseq_compress/config/ipq/*.yaml)")
-    ipq.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
     ipq.add_argument("--data", metavar="DIR", help="data-bin of the checkpoint's task: fine-tune between stages "
                      "(and find the dictionary if the training data moved)")
     ipq.add_argument("--finetune-updates", type=int, default=100, help="updates per stage when --data is given")
     ipq.add_argument("--lr", type=float, default=1e-4, help="fixed learning rate of that fine-tuning")
     ipq.add_argument("--n-iter", type=int, default=15, help="k-means iterations per layer")
-    ipq.add_argument("--force", action="store_true", help="replace --out if it exists")
-    ipq.set_defaults(run=_ipq)
-    quantize = commands.add_parser(
-        "quantize", help="symmetric per-output-channel scalar quantization of every weight matrix (int8, int4 packed "
-                         "two per byte, ...) into a compressed checkpoint")
-    quantize.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    quantize = add_compress_command(
+        commands, "quantize", "symmetric per-output-channel scalar quantization of every weight matrix (int8, int4 "
+                              "packed two per byte, ...) into a compressed checkpoint", _quantize)
     quantize.add_argument("--bits", required=True, type=int, help="bits per weight, 2 to 8 (8 and 4 are the usual)")
-    quantize.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
     quantize.add_argument("--exclude", metavar="REGEX", help="keep matrices whose name matches in fp16")
-    quantize.add_argument("--force", action="store_true", help="replace --out if it exists")
-    quantize.set_defaults(run=_quantize)
-    prune = commands.add_parser(
-        "prune", help="one-shot magnitude pruning of the Linear weights inside the layers, stored sparsely "
-                      "(bitmask + nonzeros), optionally quantized")
-    prune.add_argument("--path", required=True, metavar="CKPT", help="dense fairseq checkpoint (.pt)")
+    prune = add_compress_command(
+        commands, "prune", "one-shot magnitude pruning of the Linear weights inside the layers, stored sparsely "
+                           "(bitmask + nonzeros), optionally quantized", _prune)
     prune.add_argument("--sparsity", required=True, type=float, help="fraction of zeros in the targets, in [0, 1)")
     prune.add_argument("--scope", choices=("global", "layer"), default="global",
                        help="one magnitude threshold over all targets, or one per matrix")
     prune.add_argument("--targets", default=DEFAULT_TARGETS, metavar="REGEX",
                        help="weight matrices to prune (default: those inside encoder/decoder layers)")
     prune.add_argument("--bits", type=int, help="also quantize every weight matrix to this many bits (2 to 8)")
-    prune.add_argument("--out", required=True, metavar="OUT.pt", help="compressed checkpoint to write")
-    prune.add_argument("--force", action="store_true", help="replace --out if it exists")
-    prune.set_defaults(run=_prune)
     return parser
 
 

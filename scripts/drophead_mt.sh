@@ -22,10 +22,7 @@ for config in "${configs[@]}"; do
     # shellcheck disable=SC2086  # the flags are words
     bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run" --arch "$ARCH" --max-update "$MAX_UPDATE" \
       --seed "$seed" --max-tokens 1024 --warmup 100 -- ${DROPHEAD_FLAGS[$config]}
-    if [[ ! -f $run/bleu.json ]]; then
-      bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_last.pt" "$DATA" --json > "$run/bleu.json.tmp"
-      mv "$run/bleu.json.tmp" "$run/bleu.json"
-    fi
+    run_once "$run/bleu.json" bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_last.pt" "$DATA" --json
     log "$config seed $seed: $(cat "$run/bleu.json")"
   done
 done

@@ -29,15 +29,6 @@ for config in "${configs[@]}"; do
   [[ -v NOISE_FLAGS[$config] ]] || die "--configs: unknown config '$config' (known: ${!NOISE_FLAGS[*]})"
 done
 
-# once FILE CMD...: run CMD (stdout to FILE) unless FILE exists; a killed step leaves no FILE.
-once() {
-  local file=$1
-  shift
-  [[ -f $file ]] && return
-  "$@" > "$file.tmp"
-  mv "$file.tmp" "$file"
-}
-
 for config in "${configs[@]}"; do
   for seed in $SEEDS; do
     run=$OUT/$config/seed$seed
@@ -45,12 +36,12 @@ for config in "${configs[@]}"; do
     bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run" --arch "$ARCH" --max-update "$MAX_UPDATE" \
       --seed "$seed" --max-tokens 1024 --warmup 100 -- ${NOISE_FLAGS[$config]}
     ckpt=$run/checkpoint_last.pt
-    once "$run/ipq.json" fairseq-compress ipq --path "$ckpt" --config "$USER_DIR/config/ipq/transformer.yaml" \
+    run_once "$run/ipq.json" fairseq-compress ipq --path "$ckpt" --config "$USER_DIR/config/ipq/transformer.yaml" \
       --out "$run/ipq.pt" --data "$DATA" --finetune-updates "$FINETUNE" --force
-    once "$run/int8.json" fairseq-compress quantize --path "$ckpt" --bits 8 --out "$run/int8.pt" --force
+    run_once "$run/int8.json" fairseq-compress quantize --path "$ckpt" --bits 8 --out "$run/int8.pt" --force
     for model in checkpoint_last ipq int8; do
       path=$run/$model.pt
-      once "$run/bleu.$model.json" bash "$ROOT/scripts/eval_bleu.sh" "$path" "$DATA" --json
+      run_once "$run/bleu.$model.json" bash "$ROOT/scripts/eval_bleu.sh" "$path" "$DATA" --json
     done
     "$PY" - "$run" > "$run/results.json" <<'PY'
 import json, sys

@@ -41,6 +41,15 @@ parse_args() {
   done
 }
 
+# run_once FILE CMD...: run CMD with stdout to FILE unless FILE exists; a killed step leaves no FILE.
+run_once() {
+  local file=$1
+  shift
+  [[ -f $file ]] && return
+  "$@" > "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
 require_dir() { [[ -d $1 ]] || die "$2 '$1' is not a directory"; }
 
 # input_file DIR NAME: DIR/NAME or DIR/NAME.gz, whichever exists.
