@@ -238,3 +238,28 @@ def test_quantize_export_of_a_pruned_run_is_sparse(pruned_mt, tmp_path):
     stored = torch.load(out, map_location="cpu", weights_only=True)["model"]
     assert stored["encoder.layers.0.fc1.weight"]["format"] == "sparse"
     assert not any("parametrizations" in name for name in stored)
+
+
+def test_quant_noise_goes_in_under_the_mask():
+    from fairseq_compress.criterions.quant_noise import noised_parameters, pq_noise, swapped_parameters
+
+    model = two_layers()
+    attach_masks(model, options(prune_targets="a|b"))
+    update_masks(masked_weights(model), 0.5, "layer")
+    targets = noised_parameters(model, re.compile("^$"))
+    original = model["a"].parametrizations.weight.original
+    assert id(original) in targets
+    torch.manual_seed(0)
+    noised = {id(w): pq_noise(w, 0.5, 4)[0] for _, w in targets.values()}
+    with swapped_parameters(model, noised):
+        seen = model["a"].weight
+    mask = model["a"].parametrizations.weight[0].mask
+    torch.testing.assert_close(seen, noised[id(original)] * mask, atol=0, rtol=0)
+    assert model["a"].parametrizations.weight.original is original  # restored
+
+
+def test_pruning_task_with_quant_noise_criterion(mt_data, tmp_path):
+    run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", *PRUNE, "--max-update", "6", "--save-dir", tmp_path,
+                    "--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy",
+                    "--qn-pq", "0.1"])
+    check_pruned(pruned_state(tmp_path / "checkpoint_last.pt"), 0.6 * (1 - (1 - 2 / 6) ** 3))

@@ -22,6 +22,7 @@ from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY,
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..errors import ConfigError
 
@@ -89,8 +90,17 @@ def noised_parameters(model, exclude):
     for module_name, module in model.named_modules():
         bare = module_name.removeprefix("module.")  # a data-parallel wrapper's prefix
         if isinstance(module, NOISED_MODULES) and not exclude.search(bare):
-            targets.setdefault(id(module.weight), (bare, module.weight))
+            weight = stored_weight(module)
+            targets.setdefault(id(weight), (bare, weight))
     return targets
+
+
+def stored_weight(module):
+    """The weight Parameter; for a parametrized weight (the pruning tasks' masks)
+    its original, so the noise goes in under the mask."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
 
 
 @contextlib.contextmanager
