@@ -26,6 +26,6 @@ setup(
         "packaging",
         "scikit-learn",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["fairseq-compress=fairseq_compress.cli:main"]},
 )

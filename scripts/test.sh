@@ -4,4 +4,5 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec "${VENV:-$ROOT/.venv}/bin/python" -m pytest -q tests "$@"
+# One pytest-xdist worker per core: most of a test's time (CLI start-up, tiny models) is single-threaded.
+exec "${VENV:-$ROOT/.venv}/bin/python" -m pytest -q -n auto tests "$@"

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv that runs the tests holds the fairseq CLIs
@@ -12,9 +13,16 @@ USER_DIR = ROOT / "fairseq_compress"
 RAW = ROOT / "data-bin" / "raw"
 
 
+# pytest-xdist runs one worker per core (scripts/test.sh): one thread each, in
+# the workers and in the commands they start, so they do not oversubscribe the cores.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else {}
+if THREADS:
+    torch.set_num_threads(1)
+
+
 def run(cmd, check=True, cwd=ROOT, env=None):
     """Run a command with the venv's tools first on PATH; return the CompletedProcess."""
-    full_env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {}))
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS, **(env or {})}
     result = subprocess.run(
         [str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True
     )
