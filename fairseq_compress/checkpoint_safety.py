@@ -9,12 +9,17 @@ unpickler's refusal into a one-line error naming the file.
 import argparse
 import pickle
 
+import numpy as np
 import torch
 from fairseq import checkpoint_utils
 
 # Plain data containers found in checkpoints written by fairseq and this plugin;
-# none of them can run code when unpickled.
-FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace]
+# none of them can run code when unpickled. The numpy ones are the meters of
+# `--eval-bleu` (n-gram counts) saved with the training metrics: numeric arrays
+# only (an object array's dtype is refused).
+NUMERIC_DTYPES = [type(np.dtype(t)) for t in (np.bool_, np.int32, np.int64, np.float32, np.float64)]
+FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+                              *NUMERIC_DTYPES]
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):

@@ -83,3 +83,17 @@ def test_fairseq_generate_refuses_malicious_checkpoint(mt_data, malicious_checkp
     assert result.returncode != 0
     assert f"UnsafeCheckpointError: refusing to load checkpoint {path}" in result.stderr
     assert not marker.exists()
+
+
+def test_eval_bleu_meters_load_but_object_arrays_do_not(tmp_path):
+    """--eval-bleu saves n-gram counts as numpy arrays in the checkpoint's meters."""
+    import numpy as np
+
+    path = tmp_path / "meters.pt"
+    torch.save({"sum": np.array([636, 36, 32, 28]), "val": np.array([0.5], dtype=np.float32)}, path)
+    assert torch.load(path)["sum"].tolist() == [636, 36, 32, 28]
+    marker = tmp_path / "pwned"
+    torch.save({"sum": np.array([RunsCode(marker)], dtype=object)}, path)
+    with pytest.raises(pickle.UnpicklingError, match="ObjectDType"):  # refused before any item
+        torch.load(path)
+    assert not marker.exists()

@@ -1,1 +1,1 @@
-from . import pruning  # noqa: F401  (registers the *_pruning tasks)
+from . import pruning, timed  # noqa: F401  (registers the *_pruning and *_timed tasks)

@@ -20,7 +20,6 @@ from typing import Optional
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
-from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
@@ -31,6 +30,7 @@ from ..compress import checkpoint_format
 from ..compress.checkpoint_format import scalar_quantize
 from ..compress.magnitude import DEFAULT_TARGETS, magnitude_masks
 from ..errors import ConfigError
+from .registry import register_mixin_task
 
 QAT_BITS = (2, 3, 4, 5, 6, 7, 8)
 
@@ -190,13 +190,9 @@ class PruningMixin:
                 weight.mul_(mask)
 
 
-def register_pruning_task(name, task_class, config_class):
-    config = dataclass(type(f"{task_class.__name__[:-4]}PruningConfig", (PruningOptions, config_class), {}))
-    task = type(f"{task_class.__name__[:-4]}PruningTask", (PruningMixin, task_class), {"__doc__": PruningMixin.__doc__})
-    return register_task(name, dataclass=config)(task)
-
-
-TranslationPruningTask = register_pruning_task("translation_pruning", TranslationTask, TranslationConfig)
-MaskedLMPruningTask = register_pruning_task("masked_lm_pruning", MaskedLMTask, MaskedLMConfig)
-SentencePredictionPruningTask = register_pruning_task(
-    "sentence_prediction_pruning", SentencePredictionTask, SentencePredictionConfig)
+TranslationPruningTask = register_mixin_task("translation_pruning", PruningMixin, PruningOptions,
+                                             TranslationTask, TranslationConfig)
+MaskedLMPruningTask = register_mixin_task("masked_lm_pruning", PruningMixin, PruningOptions,
+                                          MaskedLMTask, MaskedLMConfig)
+SentencePredictionPruningTask = register_mixin_task("sentence_prediction_pruning", PruningMixin, PruningOptions,
+                                                    SentencePredictionTask, SentencePredictionConfig)

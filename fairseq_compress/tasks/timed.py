@@ -1,0 +1,212 @@
+"""Training against wall-clock time, as "Train Large, Then Compress" (Li et al.
+2020) compares model sizes: ``translation_timed`` and ``masked_lm_timed`` are
+the stock tasks plus one mixin that
+
+- stops after ``--stop-time-minutes`` of *training* time (fairseq's
+  ``--stop-time-hours`` also counts validation and checkpoint saving, which
+  would charge a model for how often its curve is sampled), through the stock
+  stop: the last update is validated and saved like any ``--max-update`` stop;
+- validates every ``--validate-interval-seconds`` of training time, so curves of
+  models with very different update speeds have points at the same times;
+- appends one JSON line per validation to ``--curve-file`` (default
+  SAVE_DIR/curve.jsonl): training seconds, updates, tokens seen, the valid
+  loss, ppl and BLEU (``--eval-bleu``) when logged, parameters and a FLOPs
+  estimate.
+
+fairseq's loop decides when to validate and stop from the run's config
+(``dataset.validate_interval_updates``, ``optimization.max_update``) at the end
+of every update; the task sets those at the update's optimizer step, just
+before, and every data-parallel rank takes the same decision (one all-reduce
+per update). A run stops after the first update that ends past the budget.
+A resumed run continues the curve from the restored update: the clock and
+token count are those of the last point at or before it.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from fairseq.dataclass import FairseqDataclass
+
+from ..errors import ConfigError
+from .registry import register_mixin_task
+
+CURVE_NAME = "curve.jsonl"
+# Per point: the validation stats that exist for the task and criterion.
+CURVE_STATS = ("loss", "nll_loss", "ppl", "bleu", "accuracy")
+
+
+@dataclass
+class TimedOptions(FairseqDataclass):
+    stop_time_minutes: float = field(
+        default=0.0, metadata={"help": "stop after this many minutes of training time (validation and checkpoint "
+                                       "saving excluded), with a validated checkpoint; 0 = no limit"})
+    validate_interval_seconds: float = field(
+        default=0.0, metadata={"help": "also validate after every this many seconds of training time; 0 = off"})
+    curve_file: Optional[str] = field(
+        default=None, metadata={"help": f"JSON lines, one per validation (default: SAVE_DIR/{CURVE_NAME})"})
+
+
+def check_options(cfg):
+    for flag in ("stop_time_minutes", "validate_interval_seconds"):
+        value = getattr(cfg, flag)
+        if not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
+
+
+def flops_estimate(params, tokens):
+    """Training FLOPs ~ 6 x parameters x tokens (Kaplan et al. 2020: forward 2N,
+    backward 4N per token; attention's quadratic term ignored)."""
+    return 6 * params * tokens
+
+
+def all_ranks_agree(flag):
+    """True when any data-parallel rank says so, so every rank validates/stops together."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    if torch.distributed.get_world_size() == 1:
+        return flag
+    decision = torch.tensor([float(flag)])
+    torch.distributed.all_reduce(decision, op=torch.distributed.ReduceOp.MAX)
+    return bool(decision.item())
+
+
+def is_master():
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+        or torch.distributed.get_rank() == 0
+
+
+class TrainingClock:
+    """Training seconds: runs from a train step to the next validation, and
+    stands still through validation and checkpoint saving."""
+
+    def __init__(self, seconds=0.0):
+        self.seconds = seconds
+        self.running_since = None
+
+    def run(self):
+        if self.running_since is None:
+            self.running_since = time.perf_counter()
+
+    def pause(self):
+        if self.running_since is not None:
+            self.seconds += time.perf_counter() - self.running_since
+            self.running_since = None
+
+    def elapsed(self):
+        running = time.perf_counter() - self.running_since if self.running_since is not None else 0.0
+        return self.seconds + running
+
+
+def read_curve(path, up_to_update):
+    """The points of an earlier run of this save dir up to the restored update."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        points = [json.loads(line) for line in f if line.strip()]
+    return [p for p in points if p["updates"] <= up_to_update]
+
+
+def write_curve(path, points):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(p) + "\n" for p in points)
+    os.replace(tmp, path)
+
+
+class TimedMixin:
+    """What the registered ``*_timed`` tasks add to their stock parent."""
+
+    def __init__(self, cfg, *args, **kwargs):
+        check_options(cfg)
+        super().__init__(cfg, *args, **kwargs)
+        self.clock = None  # started at the first train step, when the restored update is known
+        self.tokens = 0
+        self.points = []
+        self.validating = False  # from the start of a validation to the next train step
+        self.point_recorded = False  # this validation's point (first valid subset) is written
+        self.next_validation = None
+
+    # -- the run's config, which fairseq's loop reads after every update
+    def run_config(self):
+        return self.cfg._get_root()
+
+    def curve_path(self):
+        if self.cfg.curve_file:
+            return self.cfg.curve_file
+        return os.path.join(self.run_config().checkpoint.save_dir, CURVE_NAME)
+
+    def start(self, update_num):
+        """First train step of this process: continue the curve of a resumed run."""
+        self.points = read_curve(self.curve_path(), update_num) if update_num > 0 else []
+        last = self.points[-1] if self.points else {}
+        self.clock = TrainingClock(last.get("train_seconds", 0.0))
+        self.tokens = last.get("tokens", 0)
+        interval = self.cfg.validate_interval_seconds
+        self.next_validation = (math.floor(self.clock.seconds / interval) + 1) * interval if interval else None
+        self.user_validate_interval_updates = self.run_config().dataset.validate_interval_updates
+        if is_master():
+            os.makedirs(os.path.dirname(os.path.abspath(self.curve_path())), exist_ok=True)
+            write_curve(self.curve_path(), self.points)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.clock is None:
+            self.start(update_num)
+        self.validating = False
+        self.clock.run()
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        super().optimizer_step(optimizer, model, update_num)
+        self.plan_checks(update_num)
+
+    def plan_checks(self, update_num):
+        """Update update_num has run: do fairseq validate and/or stop after it?
+        (``num_updates % (update_num + 1) == 0`` and ``num_updates >= update_num + 1``
+        hold right after this update.)"""
+        seconds = self.clock.elapsed()
+        budget = self.cfg.stop_time_minutes * 60
+        if budget and all_ranks_agree(seconds >= budget):
+            self.run_config().optimization.max_update = update_num + 1
+        if self.next_validation is not None and all_ranks_agree(seconds >= self.next_validation):
+            self.run_config().dataset.validate_interval_updates = update_num + 1
+            while self.next_validation <= seconds:
+                self.next_validation += self.cfg.validate_interval_seconds
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        if not self.validating:  # the logging outputs of one update, gathered from all ranks
+            self.tokens += sum(log.get("ntokens", 0) for log in logging_outputs)
+
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        self.validating, self.point_recorded = True, False
+        if self.clock is not None:
+            self.clock.pause()
+
+    def post_validate(self, model, stats, agg):
+        parent = getattr(super(), "post_validate", None)
+        if parent is not None:
+            parent(model, stats, agg)
+        if self.clock is None or self.point_recorded:  # no training yet, or a second valid subset
+            return
+        self.point_recorded = True
+        self.run_config().dataset.validate_interval_updates = self.user_validate_interval_updates
+        params = sum(p.numel() for p in model.parameters())
+        point = {"train_seconds": round(self.clock.seconds, 3), "updates": int(stats["num_updates"]),
+                 "tokens": int(self.tokens), "params": params, "flops": flops_estimate(params, self.tokens)}
+        point.update({key: float(stats[key]) for key in CURVE_STATS if key in stats})
+        self.points = [p for p in self.points if p["updates"] < point["updates"]] + [point]
+        if is_master():
+            write_curve(self.curve_path(), self.points)
+
+
+TranslationTimedTask = register_mixin_task("translation_timed", TimedMixin, TimedOptions,
+                                           TranslationTask, TranslationConfig)
+MaskedLMTimedTask = register_mixin_task("masked_lm_timed", TimedMixin, TimedOptions, MaskedLMTask, MaskedLMConfig)

@@ -1,0 +1,95 @@
+"""translation_timed / masked_lm_timed: training-time budget, timed validation, curve.jsonl."""
+import json
+
+import pytest
+import torch
+
+from conftest import TRAIN_MT, USER_DIR, run
+from fairseq_compress.tasks.timed import TrainingClock, flops_estimate, read_curve, write_curve
+
+MT_TIMED = ["--task", "translation_timed", "--max-update", "100000", "--log-interval", "5"]
+
+
+def read_points(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_clock_stands_still_through_validation(monkeypatch):
+    now = iter([0.0, 1.0, 1.5, 9.0, 10.0])
+    monkeypatch.setattr("time.perf_counter", lambda: next(now))
+    clock = TrainingClock(seconds=5.0)  # a resumed run
+    clock.run()  # first train step at 0.0
+    assert clock.elapsed() == 6.0
+    clock.pause()  # validation starts at 1.5 ...
+    clock.run()  # ... until the train step at 9.0
+    clock.run()  # later steps keep the clock running
+    assert clock.elapsed() == 7.5
+
+
+def test_curve_is_cut_at_the_restored_update(tmp_path):
+    path = tmp_path / "curve.jsonl"
+    write_curve(path, [{"updates": u, "train_seconds": u / 10} for u in (10, 20, 30)])
+    assert [p["updates"] for p in read_curve(path, 25)] == [10, 20]
+    assert read_curve(tmp_path / "missing.jsonl", 25) == []
+    assert flops_estimate(1000, 50) == 300_000
+
+
+def test_budget_stop_timed_validation_and_curve(mt_data, tmp_path):
+    save_dir = tmp_path / "run"
+    result = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--save-dir", save_dir, *MT_TIMED,
+                             "--stop-time-minutes", "0.25", "--validate-interval-seconds", "4",
+                             "--eval-bleu", "--eval-bleu-remove-bpe", "sentencepiece",
+                             "--eval-bleu-args", '{"beam": 1, "max_len_b": 10}'])
+    log = result.stdout + result.stderr
+    assert "Stopping training due to num_updates" in log  # the stock stop, moved to the budget
+    points = read_points(save_dir / "curve.jsonl")
+    assert len(points) >= 3
+    for key in ("train_seconds", "updates", "tokens", "loss", "ppl", "bleu", "params", "flops"):
+        assert all(key in p for p in points), key
+    for field in ("train_seconds", "updates", "tokens", "flops"):
+        values = [p[field] for p in points]
+        assert values == sorted(values) and len(set(values)) == len(values), field
+    # a point after the first update that ends past each multiple of 4 s of training time,
+    # and the stop after the first update that ends past the 15 s budget
+    windows = [int(p["train_seconds"] // 4) for p in points[:-1]]
+    assert windows[0] >= 1 and windows == sorted(set(windows))
+    assert points[-2]["train_seconds"] < 15 <= points[-1]["train_seconds"]
+    # the stop left a loadable checkpoint at the last point's update
+    state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
+    assert state["optimizer_history"][-1]["num_updates"] == points[-1]["updates"]
+    generated = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", save_dir / "checkpoint_last.pt",
+                     "--max-len-b", "5", "--max-sentences", "100"])
+    assert generated.stdout.count("\nH-") == 200
+
+
+def test_resume_continues_the_curve(mt_data, tmp_path):
+    save_dir = tmp_path / "run"
+    common = TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--save-dir", save_dir,
+                         "--task", "translation_timed", "--validate-interval-updates", "3"]
+    run(common + ["--max-update", "6"])
+    first = read_points(save_dir / "curve.jsonl")
+    assert [p["updates"] for p in first] == [3, 6]
+    run(common + ["--max-update", "9"])
+    points = read_points(save_dir / "curve.jsonl")
+    assert points[:2] == first and [p["updates"] for p in points] == [3, 6, 9]
+    assert points[2]["train_seconds"] > first[1]["train_seconds"] and points[2]["tokens"] > first[1]["tokens"]
+
+
+def test_masked_lm_curve_has_ppl(mlm_data, tmp_path):
+    en_bin, _ = mlm_data
+    save_dir = tmp_path / "mlm"
+    run(["fairseq-train", en_bin, "--user-dir", USER_DIR, "--cpu", "--task", "masked_lm_timed",
+         "--criterion", "masked_lm", "--arch", "roberta_l2_h128", "--tokens-per-sample", "64", "--optimizer", "adam",
+         "--lr", "0.0005", "--batch-size", "8", "--max-update", "6", "--validate-interval-updates", "3",
+         "--save-dir", save_dir, "--no-progress-bar", "--num-workers", "0"])
+    points = read_points(save_dir / "curve.jsonl")
+    assert [p["updates"] for p in points] == [3, 6] and all(p["ppl"] > 1 for p in points)
+
+
+@pytest.mark.parametrize("flag", ["--stop-time-minutes", "--validate-interval-seconds"])
+def test_bad_input(mt_data, tmp_path, flag):
+    result = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--save-dir", tmp_path, *MT_TIMED,
+                             flag, "-1"], check=False)
+    assert result.returncode != 0
+    assert f"error: {flag} must be a number >= 0, got -1.0" in result.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.glob("*.pt"))
