@@ -56,6 +56,13 @@ def _prune(args):
     _report(args)
 
 
+def _plot(args):
+    from .compress.curves import plot_curves
+
+    lines = plot_curves(args.sweep_dir, args.x, args.y, args.out)
+    print(f"{args.out}: {len(lines)} lines: {'; '.join(lines)}")
+
+
 def add_compress_command(commands, name, help, run):
     """A subcommand that reads --path and writes a compressed checkpoint to --out."""
     command = commands.add_parser(name, help=help)
@@ -102,6 +109,14 @@ def build_parser():
     prune.add_argument("--targets", default=DEFAULT_TARGETS, metavar="REGEX",
                        help="weight matrices to prune (default: those inside encoder/decoder layers)")
     prune.add_argument("--bits", type=int, help="also quantize every weight matrix to this many bits (2 to 8)")
+    plot = commands.add_parser("plot", help="learning curves of a size sweep (SWEEP_DIR/<run>/curve.jsonl), one "
+                                            "line per run")
+    plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")
+    plot.add_argument("--x", choices=("wall", "updates", "flops"), default="wall",
+                      help="training time (validation excluded), updates or FLOPs")
+    plot.add_argument("--y", choices=("ppl", "bleu", "loss"), default="ppl")
+    plot.add_argument("--out", required=True, metavar="PNG")
+    plot.set_defaults(run=_plot)
     return parser
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pretrain a masked-LM encoder (roberta_l*_h*, or ELECTRA with --criterion electra)
 # with fairseq-train --user-dir fairseq_compress on data from prepare_mlm.sh,
-# for a wall-clock budget (--minutes) and/or a number of updates (--max-update).
+# for a budget of training time (--minutes: the plugin's *_timed task, validation not
+# counted, curve in SAVE_DIR/curve.jsonl) and/or a number of updates (--max-update).
 # The recipe is RoBERTa's (Adam 0.9/0.98, eps 1e-6, weight decay 0.01, 15 %
 # masking of full-length blocks) with an inverse-sqrt schedule, so a run can be
 # cut at any wall-clock time; ELECTRA gets its masking (85 % [MASK], 15 % kept,
@@ -19,7 +20,7 @@ require_dir "$DATA" "DATA"
 [[ -n $ARCH ]] || die "--arch is required (e.g. roberta_l3_h256); $usage"
 require_arch "$ARCH" "plugin archs: roberta_l{2,3,6,12,18,24}_h{128,256,512,768,1024}, electra_{tiny,small,base,large}"
 [[ -n $MINUTES || $MAX_UPDATE != 0 ]] || die "give --minutes and/or --max-update"
-set_budget "$MINUTES"
+set_budget "$MINUTES" masked_lm
 [[ $MAX_UPDATE =~ ^[0-9]+$ ]] || die "--max-update must be a non-negative integer, got '$MAX_UPDATE'"
 [[ -f $DATA/train.bin && -f $DATA/dict.txt ]] || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mlm.sh"
 case $CRITERION in
@@ -32,7 +33,7 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task masked_lm --criterion "
   --arch "$ARCH" --seed "$SEED" --sample-break-mode none --tokens-per-sample "$TOKENS_PER_SAMPLE"
   --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
   --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP"
-  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"
+  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
   --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
 

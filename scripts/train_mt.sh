@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train a translation model with fairseq-train --user-dir fairseq_compress,
-# for a wall-clock budget (--minutes) and/or a number of updates (--max-update).
+# for a budget of training time (--minutes: the plugin's *_timed task, validation not
+# counted, curve in SAVE_DIR/curve.jsonl) and/or a number of updates (--max-update).
 # The recipe (Adam, inverse-sqrt warmup, label smoothing 0.1) is fairseq's
 # standard one; arguments after -- go to fairseq-train and override it.
 # SAVE_DIR remembers the command that trained it (see run_training in lib/common.sh).
@@ -16,7 +17,7 @@ require_dir "$DATA" "DATA"
 [[ -n $ARCH ]] || die "--arch is required (e.g. transformer_l3_h256); $usage"
 require_arch "$ARCH" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024}"
 [[ -n $MINUTES || $MAX_UPDATE != 0 ]] || die "give --minutes and/or --max-update"
-set_budget "$MINUTES"
+set_budget "$MINUTES" translation
 [[ $MAX_UPDATE =~ ^[0-9]+$ ]] || die "--max-update must be a non-negative integer, got '$MAX_UPDATE'"
 ls "$DATA"/train.*-*.*.bin > /dev/null 2>&1 || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mt.sh"
 

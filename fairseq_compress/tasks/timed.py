@@ -202,6 +202,8 @@ class TimedMixin:
         point = {"train_seconds": round(self.clock.seconds, 3), "updates": int(stats["num_updates"]),
                  "tokens": int(self.tokens), "params": params, "flops": flops_estimate(params, self.tokens)}
         point.update({key: float(stats[key]) for key in CURVE_STATS if key in stats})
+        if getattr(self.cfg, "eval_bleu", False):
+            point.setdefault("bleu", 0.0)  # fairseq logs no BLEU when every hypothesis is empty
         self.points = [p for p in self.points if p["updates"] < point["updates"]] + [point]
         if is_master():
             write_curve(self.curve_path(), self.points)

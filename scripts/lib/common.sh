@@ -144,10 +144,13 @@ require_arch() {
     || die "--arch $1 is not a registered architecture ($2)"
 }
 
-# set_budget MINUTES: BUDGET = fairseq's wall-clock stop for a budget in minutes ('' = none).
+# set_budget MINUTES TASK: BUDGET = the fairseq-train flags of a budget of MINUTES
+# of training time ('' = none): the plugin's TASK_timed task, which stops after
+# MINUTES with validation and checkpoint saving not counted, and writes
+# SAVE_DIR/curve.jsonl. fairseq's --stop-time-hours would count them.
 set_budget() {
   BUDGET=()
   [[ -z $1 ]] && return 0
   [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--minutes must be a positive number, got '$1'"
-  BUDGET=(--stop-time-hours "$("$PY" -c "print($1 / 60)")")
+  BUDGET=(--task "$2_timed" --stop-time-minutes "$1")
 }

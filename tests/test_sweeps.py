@@ -1,0 +1,80 @@
+"""Size sweeps against training time: sweep_mt.sh / sweep_mlm.sh, fairseq-compress plot, hydra configs."""
+import json
+
+import pytest
+import torch
+
+import fairseq_compress  # noqa: F401  (its allow-list loads fairseq checkpoints with torch.load)
+
+from conftest import ROOT, USER_DIR, run
+
+CONFIG_DIR = ROOT / "fairseq_compress" / "config"
+
+
+def curve(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_mt_sweep_trains_each_arch_for_the_budget_and_plots(mt_data, tmp_path):
+    out = tmp_path / "sweep"
+    archs = ["transformer_l2_h128", "transformer_l3_h128"]
+    sweep = ["bash", "scripts/sweep_mt.sh", mt_data, out, "--budget-minutes", "0.1", "--archs", " ".join(archs),
+             "--batch-tokens", "2048", "--max-micro-tokens", "1024", "--validate-seconds", "2", "--warmup", "20"]
+    result = run(sweep)
+    assert "batches of 1024 x 2 tokens" in result.stderr
+    for arch in archs:
+        points = curve(out / arch / "curve.jsonl")
+        seconds = [p["train_seconds"] for p in points]
+        assert seconds == sorted(seconds) and seconds[-1] >= 6, seconds  # timed points: tests/test_timed.py
+        assert all("bleu" in p for p in points)
+        state = torch.load(out / arch / "checkpoint_last.pt", weights_only=True)
+        assert state["optimizer_history"][-1]["num_updates"] == points[-1]["updates"]
+        assert state["cfg"]["optimization"]["update_freq"] == [2]
+    for png in ("bleu_vs_wall.png", "bleu_vs_updates.png"):
+        assert (out / png).stat().st_size > 10_000
+    assert "already holds this finished run" in run(sweep).stderr  # reruns reuse finished runs
+
+
+def test_plot_draws_one_line_per_run(tmp_path):
+    for name, params in (("small", 1_000_000), ("large", 4_000_000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "curve.jsonl").write_text("".join(
+            json.dumps({"train_seconds": t, "updates": 10 * t, "tokens": 1000 * t, "params": params,
+                        "flops": 6 * params * 1000 * t, "loss": 10 / t, "ppl": 2 ** (10 / t)}) + "\n"
+            for t in (1, 2, 3)))
+    result = run(["fairseq-compress", "plot", tmp_path, "--x", "flops", "--y", "ppl", "--out", tmp_path / "ppl.png"])
+    assert result.stdout.strip().endswith("2 lines: small (1.0M params); large (4.0M params)")
+    assert (tmp_path / "ppl.png").stat().st_size > 10_000
+    no_bleu = run(["fairseq-compress", "plot", tmp_path, "--y", "bleu", "--out", tmp_path / "b.png"], check=False)
+    assert no_bleu.returncode != 0 and "--y bleu: not in the curves of large, small" in no_bleu.stderr
+    empty = run(["fairseq-compress", "plot", tmp_path / "small", "--out", tmp_path / "e.png"], check=False)
+    assert empty.returncode != 0 and "holds no <run>/curve.jsonl" in empty.stderr
+
+
+@pytest.mark.parametrize("name, task, arch", [("sweep_mt", "translation_timed", "transformer_l6_h512"),
+                                              ("sweep_mlm", "masked_lm_timed", "roberta_l6_h512")])
+def test_hydra_sweep_configs_compose(name, task, arch, tmp_path):
+    result = run(["fairseq-hydra-train", "--config-dir", CONFIG_DIR, "--config-name", name, "task.data=/data",
+                  f"common.user_dir={USER_DIR}", f"model._name={arch}", "checkpoint.save_dir=/ckpt", "--cfg", "job"],
+                 cwd=tmp_path)
+    job = result.stdout
+    assert f"_name: {task}" in job and f"_name: {arch}" in job and "stop_time_minutes: 20" in job
+
+
+def test_hydra_sweep_mt_run_writes_a_curve(mt_data, tmp_path):
+    save_dir = tmp_path / "run"
+    run(["fairseq-hydra-train", "--config-dir", CONFIG_DIR, "--config-name", "sweep_mt", f"task.data={mt_data}",
+         f"common.user_dir={USER_DIR}", "model._name=transformer_l2_h128", f"checkpoint.save_dir={save_dir}",
+         "task.stop_time_minutes=0.05", "task.validate_interval_seconds=1", "dataset.max_tokens=1024",
+         f"hydra.run.dir={tmp_path / 'outputs'}"], cwd=tmp_path)
+    points = curve(save_dir / "curve.jsonl")
+    assert points[-1]["train_seconds"] >= 3 and "bleu" in points[-1]
+
+
+def test_sweep_bad_input(mt_data, tmp_path):
+    base = ["bash", "scripts/sweep_mt.sh", mt_data, tmp_path / "out"]
+    missing = run(base + ["--archs", "transformer_l2_h128"], check=False)
+    assert missing.returncode != 0 and "--budget-minutes is required" in missing.stderr
+    unknown = run(base + ["--budget-minutes", "1", "--archs", "transformer_l5_h128"], check=False)
+    assert unknown.returncode != 0 and "--arch transformer_l5_h128 is not a registered architecture" in unknown.stderr
+    assert not (tmp_path / "out").exists()
