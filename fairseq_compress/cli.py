@@ -63,6 +63,12 @@ def _plot(args):
     print(f"{args.out}: {len(lines)} lines: {'; '.join(lines)}")
 
 
+def _summarize(args):
+    from .compress.curves import summarize
+
+    summarize(args.sweep_dir, args.y, args.csv)
+
+
 def add_compress_command(commands, name, help, run):
     """A subcommand that reads --path and writes a compressed checkpoint to --out."""
     command = commands.add_parser(name, help=help)
@@ -117,6 +123,12 @@ def build_parser():
     plot.add_argument("--y", choices=("ppl", "bleu", "loss"), default="ppl")
     plot.add_argument("--out", required=True, metavar="PNG")
     plot.set_defaults(run=_plot)
+    summary = commands.add_parser("summarize", help="a size sweep as a table: per run its size, speed, final and "
+                                                    "best metric, and when it overtakes each smaller run")
+    summary.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")
+    summary.add_argument("--y", choices=("ppl", "bleu", "loss"), default="ppl")
+    summary.add_argument("--csv", metavar="CSV", help="also write the table here")
+    summary.set_defaults(run=_summarize)
     return parser
 
 

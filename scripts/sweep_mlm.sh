@@ -4,7 +4,7 @@
 # training time and the same effective token batch, validated (perplexity of the
 # masked tokens) every --validate-seconds of training time.
 # Writes OUT/<arch>/ (checkpoints, train.log, curve.jsonl) and
-# OUT/ppl_vs_wall.png, OUT/ppl_vs_updates.png. Finished runs are reused.
+# OUT/ppl_vs_wall.png, OUT/ppl_vs_updates.png, OUT/summary.csv. Finished runs are reused.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/sweep.sh"

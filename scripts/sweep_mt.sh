@@ -4,7 +4,7 @@
 # the same effective token batch, validated every --validate-seconds (loss and
 # detokenized sacreBLEU of greedy translations of the valid split).
 # Writes OUT/<arch>/ (checkpoints, train.log, curve.jsonl) and
-# OUT/bleu_vs_wall.png, OUT/bleu_vs_updates.png. Finished runs are reused.
+# OUT/bleu_vs_wall.png, OUT/bleu_vs_updates.png, OUT/summary.csv. Finished runs are reused.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/sweep.sh"

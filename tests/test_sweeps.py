@@ -1,4 +1,5 @@
 """Size sweeps against training time: sweep_mt.sh / sweep_mlm.sh, fairseq-compress plot, hydra configs."""
+import csv
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 import fairseq_compress  # noqa: F401  (its allow-list loads fairseq checkpoints with torch.load)
 
 from conftest import ROOT, USER_DIR, run
+from fairseq_compress.compress.curves import crossover_seconds
 
 CONFIG_DIR = ROOT / "fairseq_compress" / "config"
 
@@ -32,6 +34,7 @@ def test_mt_sweep_trains_each_arch_for_the_budget_and_plots(mt_data, tmp_path):
         assert state["cfg"]["optimization"]["update_freq"] == [2]
     for png in ("bleu_vs_wall.png", "bleu_vs_updates.png"):
         assert (out / png).stat().st_size > 10_000
+    assert [row["run"] for row in csv.DictReader((out / "summary.csv").open())] == archs  # by size
     assert "already holds this finished run" in run(sweep).stderr  # reruns reuse finished runs
 
 
@@ -78,3 +81,31 @@ def test_sweep_bad_input(mt_data, tmp_path):
     unknown = run(base + ["--budget-minutes", "1", "--archs", "transformer_l5_h128"], check=False)
     assert unknown.returncode != 0 and "--arch transformer_l5_h128 is not a registered architecture" in unknown.stderr
     assert not (tmp_path / "out").exists()
+
+
+def points(times, values, y="ppl", params=1):
+    return [{"train_seconds": t, "updates": t, "tokens": 100 * t, "params": params, y: v} for t, v in zip(times, values)]
+
+
+def test_crossover_is_where_the_larger_model_pulls_ahead_for_good():
+    small = points([10, 20, 30, 40], [10, 8, 6, 5])
+    assert crossover_seconds(small, points([10, 20, 30, 40], [12, 9, 5, 4]), "ppl") == 30
+    assert crossover_seconds(small, points([10, 20, 30, 40], [9, 7, 5, 4]), "ppl") == 10  # ahead from the start
+    assert crossover_seconds(small, points([10, 20, 30, 40], [9, 9, 5, 6]), "ppl") is None  # behind at the end
+    # curves sampled at different times are compared on both grids, interpolated; up to the shorter one's end
+    assert crossover_seconds(small, points([15, 35, 60], [12, 5.4, 1]), "ppl") == 35
+    assert crossover_seconds(points([10, 20], [5, 9], "bleu"), points([10, 20], [6, 8], "bleu"), "bleu") is None
+    assert crossover_seconds(points([10, 20], [5, 7], "bleu"), points([10, 20], [4, 8], "bleu"), "bleu") == 20
+
+
+def test_summarize_reports_sizes_speed_and_crossovers(tmp_path):
+    for name, params, values in (("small", 1_000_000, [10, 8, 6, 5]), ("large", 4_000_000, [12, 9, 5, 4])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "curve.jsonl").write_text(
+            "".join(json.dumps(p) + "\n" for p in points([10, 20, 30, 40], values, params=params)))
+    result = run(["fairseq-compress", "summarize", tmp_path, "--y", "ppl", "--csv", tmp_path / "summary.csv"])
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [r["run"] for r in rows] == ["small", "large"]
+    assert rows[1]["overtakes"] == "small at 30 s" and rows[0]["overtakes"] == "-"
+    assert rows[1]["final_ppl"] == "4" and rows[1]["best_ppl"] == "4" and rows[1]["tokens_per_second"] == "100"
+    assert "| large | 4,000,000 |" in result.stdout

@@ -9,7 +9,7 @@ SWEEP_OPTIONS="--budget-minutes=BUDGET --archs=ARCHS --batch-tokens=BATCH_TOKENS
 # effective batch of $BATCH_TOKENS tokens (micro-batches of at most
 # $MICRO_TOKENS, --update-freq makes up the rest), validating every
 # $VALIDATE_SECONDS s of training time; then plot Y against training time and
-# updates. Finished runs are reused.
+# updates and write the summary table (OUT/summary.csv). Finished runs are reused.
 run_sweep() {
   local train=$1 data=$2 out=$3 y=$4 arch update_freq micro x value
   shift 4
@@ -31,4 +31,5 @@ run_sweep() {
   for x in wall updates; do
     fairseq-compress plot "$out" --x "$x" --y "$y" --out "$out/${y}_vs_${x}.png"
   done
+  fairseq-compress summarize "$out" --y "$y" --csv "$out/summary.csv"
 }
