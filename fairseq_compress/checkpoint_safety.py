@@ -1,17 +1,26 @@
-"""Safe loading of fairseq checkpoints under torch >= 2.6.
+"""Safe loading of fairseq checkpoints under torch >= 2.6, and saves a kill cannot corrupt.
 
 ``torch.load`` now unpickles with ``weights_only=True``, which refuses every
 global it does not know. fairseq checkpoints hold a few plain data classes
 besides tensors (measured with ``torch.serialization.get_unsafe_globals_in_checkpoint``);
 we allow exactly those, keep ``weights_only=True`` for everyone, and turn the
 unpickler's refusal into a one-line error naming the file.
+
+fairseq writes the first file of a checkpoint save atomically (a temporary file
+renamed into place) but then copies it over ``checkpoint_last.pt`` and
+``checkpoint_best.pt`` in place: a process killed during that copy leaves a
+truncated ``checkpoint_last.pt`` and the run cannot resume. Copies are made
+atomic the same way.
 """
 import argparse
+import functools
+import os
 import pickle
 
 import numpy as np
 import torch
 from fairseq import checkpoint_utils
+from fairseq.file_io import PathManager
 
 # Plain data containers found in checkpoints written by fairseq and this plugin;
 # none of them can run code when unpickled. The numpy ones are the meters of
@@ -59,9 +68,26 @@ def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _atomic(copy):
+    """Wrap PathManager.copy so a local target is replaced in one rename: always the old or the new file."""
+
+    @functools.wraps(copy)
+    def atomic_copy(src_path, dst_path, overwrite=False):
+        if not PathManager.supports_rename(dst_path) or (os.path.exists(dst_path) and not overwrite):
+            return copy(src_path, dst_path, overwrite)
+        partial = f"{dst_path}.tmp"
+        copy(src_path, partial, True)
+        os.replace(partial, dst_path)
+        return True
+
+    return atomic_copy
+
+
 def install():
-    """Allow-list fairseq's checkpoint classes and give fairseq's loader clear errors."""
+    """Allow-list fairseq's checkpoint classes, give fairseq's loader clear errors, make its copies atomic."""
     allow_fairseq_checkpoint_globals()
+    if not hasattr(PathManager.copy, "__wrapped__"):
+        PathManager.copy = staticmethod(_atomic(PathManager.copy))
     if not hasattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped__"):
         checkpoint_utils.load_checkpoint_to_cpu = _refuse_unsafe_pickles(
             checkpoint_utils.load_checkpoint_to_cpu
