@@ -16,11 +16,14 @@ import argparse
 import functools
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import torch
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
+
+from .errors import ConfigError
 
 # Plain data containers found in checkpoints written by fairseq and this plugin;
 # none of them can run code when unpickled. The numpy ones are the meters of
@@ -31,8 +34,12 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace, np.ndarray, np.dtype, np._core
                               *NUMERIC_DTYPES]
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    pass
+class UnsafeCheckpointError(ConfigError, pickle.UnpicklingError):
+    """A checkpoint holding objects that could run code: refused, printed as one line."""
+
+
+class CorruptCheckpointError(ConfigError):
+    """A truncated or damaged checkpoint file, printed as one line."""
 
 
 def allow_fairseq_checkpoint_globals():
@@ -49,14 +56,28 @@ def _explain_refusal(path, error):
     )
 
 
+def _is_damaged(path, error):
+    """torch.load's errors on a truncated or overwritten file: a broken zip (torch's format
+    since 1.6), or an unpickling failure on something that is not a zip at all."""
+    if isinstance(error, RuntimeError):
+        return "PytorchStreamReader" in str(error)
+    return isinstance(error, (EOFError, KeyError, pickle.UnpicklingError)) and not zipfile.is_zipfile(path)
+
+
 def _refuse_unsafe_pickles(load):
-    """Wrap a checkpoint loader so torch's refusal becomes one clear error."""
+    """Wrap a checkpoint loader so torch's refusal and damaged files become one clear error each."""
 
     def safe_load(path, *args, **kwargs):
         try:
             return load(path, *args, **kwargs)
-        except pickle.UnpicklingError as error:
-            raise _explain_refusal(path, error) from None
+        except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+            if _is_damaged(path, error):
+                raise CorruptCheckpointError(
+                    f"checkpoint {path} is truncated or damaged ({type(error).__name__}); use an intact copy, "
+                    f"e.g. the checkpoint_<epoch>_<updates>.pt it was copied from") from None
+            if isinstance(error, pickle.UnpicklingError):
+                raise _explain_refusal(path, error) from None
+            raise
 
     safe_load.__wrapped__ = load
     return safe_load

@@ -10,7 +10,7 @@ from fairseq import checkpoint_utils
 import fairseq_compress  # noqa: F401  (installs the allow-list)
 from fairseq_compress.checkpoint_safety import UnsafeCheckpointError, load_state
 
-from conftest import USER_DIR, run
+from conftest import TRAIN_MT, USER_DIR, run
 
 
 class RunsCode:
@@ -81,8 +81,30 @@ def test_fairseq_generate_refuses_malicious_checkpoint(mt_data, malicious_checkp
     path, marker = malicious_checkpoint
     result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", path], check=False)
     assert result.returncode != 0
-    assert f"UnsafeCheckpointError: refusing to load checkpoint {path}" in result.stderr
-    assert not marker.exists()
+    assert f"error: refusing to load checkpoint {path}" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr and not marker.exists()
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "overwritten": b"not a checkpoint\n" * 64}[how])
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "overwritten"])
+def test_damaged_checkpoint_is_one_line_and_left_alone(mt_checkpoint, mt_data, tmp_path, how):
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    last = save_dir / "checkpoint_last.pt"
+    last.write_bytes(mt_checkpoint.read_bytes())
+    damaged = damage(last, how)
+    generate = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", last], check=False)
+    resume = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "50", "--save-dir", save_dir],
+                 check=False)
+    for result in (generate, resume):
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.splitlines()[-1].startswith(f"error: checkpoint {last} is truncated or damaged")
+    assert last.read_bytes() == damaged and sorted(p.name for p in save_dir.iterdir()) == ["checkpoint_last.pt"]
 
 
 def test_eval_bleu_meters_load_but_object_arrays_do_not(tmp_path):
