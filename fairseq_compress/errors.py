@@ -1,4 +1,4 @@
-"""One-line errors for bad configurations, raised before any training starts."""
+"""One-line errors for bad configurations and inputs, raised before any training starts."""
 import sys
 
 
@@ -6,18 +6,48 @@ class ConfigError(ValueError):
     """A flag or input the user must change; the message names it and what is allowed."""
 
 
-def _print_config_errors(hook):
+STATE_DICT_MISMATCH = "Error(s) in loading state_dict for"
+
+
+def _causes(error):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def user_error_line(error):
+    """The one line a user needs for an error caused by their input, or None for a bug.
+
+    Besides ConfigError: a missing file (data dir not prepared, wrong path) and a
+    checkpoint whose parameters do not fit the model (another arch, or another
+    dictionary), which fairseq reports as a multi-line load_state_dict error."""
+    if isinstance(error, ConfigError):
+        return str(error)
+    if isinstance(error, FileNotFoundError):
+        return str(error)
+    mismatch = next((e for e in _causes(error) if isinstance(e, RuntimeError)
+                     and str(e).startswith(STATE_DICT_MISMATCH)), None)
+    if mismatch is not None:
+        detail = next(line.strip() for line in str(mismatch).splitlines()[1:] if line.strip())
+        detail = detail.split(", ")[0] + (", ..." if ", " in detail else "")
+        where = str(error).split(";")[0] if error is not mismatch else "the checkpoint does not fit the model"
+        return f"{where}: another architecture or dictionary? ({detail})"
+    return None
+
+
+def _print_user_errors(hook):
     def excepthook(kind, error, traceback):
-        if issubclass(kind, ConfigError):
-            print(f"error: {error}", file=sys.stderr)
-        else:
+        line = user_error_line(error)
+        if line is None:
             hook(kind, error, traceback)
+        else:
+            print(f"error: {line}", file=sys.stderr)
 
     return excepthook
 
 
 def install():
-    """Command-line runs print a ConfigError as one line instead of a traceback."""
-    if not getattr(sys.excepthook, "prints_config_errors", False):
-        sys.excepthook = _print_config_errors(sys.excepthook)
-        sys.excepthook.prints_config_errors = True
+    """Command-line runs print a user's error as one line instead of a traceback."""
+    if not getattr(sys.excepthook, "prints_user_errors", False):
+        sys.excepthook = _print_user_errors(sys.excepthook)
+        sys.excepthook.prints_user_errors = True

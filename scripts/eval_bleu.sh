@@ -20,6 +20,7 @@ shopt -s nullglob
 dicts=("$DATA"/dict.*.txt)
 shopt -u nullglob
 ((${#dicts[@]} == 2)) || die "$DATA must hold exactly two dict.LANG.txt files (found ${#dicts[@]})"
+"$PY" "$ROOT/scripts/lib/spm.py" check-dict --model "$DATA/spm.model" --dict "${dicts[@]}" || exit 2
 # The target language is the one whose binarized split ends in .TGT.bin after SRC-TGT.
 bin=$(ls "$DATA/$SPLIT".*-*.*.bin 2>/dev/null | head -n 1) || true
 [[ -n $bin ]] || die "no binarized '$SPLIT' split in $DATA (--split must be valid or test)"

@@ -18,6 +18,7 @@ require_dir "$PRETRAIN" "PRETRAIN_DATA"
 for f in spm.model dict.txt; do
   [[ -f $PRETRAIN/$f ]] || die "$PRETRAIN/$f is missing: PRETRAIN_DATA must be an output of scripts/prepare_mlm.sh"
 done
+"$PY" "$ROOT/scripts/lib/spm.py" check-dict --model "$PRETRAIN/spm.model" --dict "$PRETRAIN/dict.txt" || exit 2
 
 # fairseq split name -> the TSV it comes from (first existing name wins).
 declare -A tsv=()

@@ -43,6 +43,20 @@ def decode(args):
         sys.stdout.write(model.decode(line.split()) + "\n")
 
 
+def check_dict(args):
+    """Exit 2 with one line unless every symbol of each fairseq dictionary is a piece of the model."""
+    model = spm.SentencePieceProcessor(model_file=args.model)
+    pieces = {model.id_to_piece(i) for i in range(model.get_piece_size())}
+    for path in args.dict:
+        with open(path, encoding="utf-8") as f:
+            symbols = [line.split(" ")[0] for line in f if not line.startswith("madeupword")]
+        unknown = [s for s in symbols if s not in pieces]
+        if unknown:
+            sys.exit(f"error: {path} does not match {args.model}: {len(unknown)} of {len(symbols)} dictionary "
+                     f"symbols (e.g. {', '.join(map(repr, unknown[:3]))}) are not pieces of the sentencepiece "
+                     "model; use the dictionary and model that one prepare script wrote together")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +70,10 @@ def main():
         sub = commands.add_parser(name, help=f"{name} stdin to stdout")
         sub.add_argument("--model", required=True)
         sub.set_defaults(run=run)
+    check = commands.add_parser("check-dict", help="every dictionary symbol is a piece of the model")
+    check.add_argument("--model", required=True)
+    check.add_argument("--dict", required=True, nargs="+")
+    check.set_defaults(run=check_dict)
     args = parser.parse_args()
     args.run(args)
 
