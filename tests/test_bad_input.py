@@ -44,3 +44,16 @@ def test_sentencepiece_model_of_another_corpus(mt_data, mt_checkpoint, mlm_data,
                check=False)
     assert_one_line_error(glue, f"{pretrain}/dict.txt does not match {pretrain}/spm.model")
     assert not (tmp_path / "cls").exists() and not list(mt_checkpoint.parent.glob("*.hyp"))
+
+
+def test_data_dir_with_another_dictionary(mt_checkpoint, mt_data, tmp_path):
+    data = tmp_path / "en_fr"
+    shutil.copytree(mt_data, data)
+    for side in ("en", "fr"):
+        with open(data / f"dict.{side}.txt", "a", encoding="utf-8") as f:
+            f.writelines(f"extra{i} 1\n" for i in range(8))
+    before = files_under(data)
+    result = run(["fairseq-generate", data, "--user-dir", ROOT / "fairseq_compress", "--path", mt_checkpoint,
+                  "--max-sentences", "8"], check=False)
+    assert_one_line_error(result, "another architecture or dictionary?", "size mismatch for encoder.embed_tokens.weight")
+    assert files_under(data) == before
