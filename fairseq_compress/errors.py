@@ -29,7 +29,8 @@ def user_error_line(error):
                      and str(e).startswith(STATE_DICT_MISMATCH)), None)
     if mismatch is not None:
         detail = next(line.strip() for line in str(mismatch).splitlines()[1:] if line.strip())
-        detail = detail.split(", ")[0] + (", ..." if ", " in detail else "")
+        if detail.startswith(("Missing key", "Unexpected key")):  # the first key names the difference
+            detail = detail.split(", ")[0] + (", ..." if ", " in detail else "")
         where = str(error).split(";")[0] if error is not mismatch else "the checkpoint does not fit the model"
         return f"{where}: another architecture or dictionary? ({detail})"
     return None
