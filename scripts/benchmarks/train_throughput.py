@@ -5,9 +5,9 @@
 ones given the same size overrides (and, for the Transformer, the plugin's
 pre-norm and shared embeddings), on the same batches. One update = forward +
 criterion + backward + Adam step; plugin and stock take turns update by update
-so machine noise hits them alike. Prints medians of --steps updates after
---warmup: words/s of each (target tokens, fairseq's ``wps``), the ratio
-plugin/stock (target >= 0.97), and the FLOP/s each reaches as a fraction of
+(and turns at going first) so machine noise hits them alike. Prints medians of
+--steps updates after --warmup: words/s of each (target tokens, fairseq's
+``wps``), the ratio plugin/stock (target >= 0.97), and the FLOP/s each reaches as a fraction of
 this machine's matmul peak, both measured here: FLOPs of one update counted by
 ``torch.utils.flop_counter.FlopCounterMode``, the peak from timing large
 square fp32 matmuls. Appends the rows to --csv.
@@ -94,7 +94,8 @@ def time_pair(task_name, models, batch, length, warmup, steps):
     times = {name: [] for name in models}
     for i in range(warmup + steps):
         sample = make_sample(task_name, batch, length, seed=i)
-        for name, parts in models.items():
+        order = list(models.items())
+        for name, parts in order if i % 2 else order[::-1]:  # who goes first alternates
             elapsed = _timed(lambda: update(*parts, sample))
             if i >= warmup:
                 times[name].append(elapsed)
