@@ -55,5 +55,6 @@ def test_data_dir_with_another_dictionary(mt_checkpoint, mt_data, tmp_path):
     before = files_under(data)
     result = run(["fairseq-generate", data, "--user-dir", ROOT / "fairseq_compress", "--path", mt_checkpoint,
                   "--max-sentences", "8"], check=False)
-    assert_one_line_error(result, "another architecture or dictionary?", "size mismatch for encoder.embed_tokens.weight")
+    assert_one_line_error(result, "another architecture or dictionary?",
+                          "size mismatch for encoder.embed_tokens.weight")
     assert files_under(data) == before

@@ -11,8 +11,8 @@ LAUNCH = ["bash", ROOT / "scripts/train_ddp_cpu.sh", "2", "--"]
 DUMPING = {"FAIRSEQ_TRAIN": f"{sys.executable} {ROOT / 'tests/train_dumping_ranks.py'}"}
 PRUNE = ["--task", "translation_pruning", "--prune-sparsity", "0.5", "--prune-schedule", "gradual",
          "--prune-start-update", "1", "--prune-end-update", "5", "--prune-frequency", "1"]
-EVERY_FEATURE = [*PRUNE, "--drophead-p", "0.2", "--max-update", "6", "--warmup-updates", "2", "--criterion", "quant_noise",
-                 "--qn-criterion", "label_smoothed_cross_entropy", "--qn-pq", "0.1"]
+EVERY_FEATURE = [*PRUNE, "--drophead-p", "0.2", "--max-update", "6", "--warmup-updates", "2",
+                 "--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy", "--qn-pq", "0.1"]
 
 
 def train_args(tool):
@@ -56,11 +56,15 @@ def test_translation_with_drophead_quant_noise_and_pruning_on_two_ranks(mt_data,
     assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2
 
 
-def test_electra_on_two_ranks(mlm_data, tmp_path):
+def test_electra_with_drophead_quant_noise_and_pruning_on_two_ranks(mlm_data, tmp_path):
     en_bin, _ = mlm_data
-    run(LAUNCH + [en_bin, *TRAIN_MLM, *ELECTRA_PRETRAIN, "--drophead-p", "0.1", "--max-update", "4",
-                  "--warmup-updates", "1", "--save-interval-updates", "2", "--save-dir", tmp_path], env=DUMPING)
-    assert_ranks_identical(tmp_path, [2, 4])
+    # the later --task / --criterion win over ELECTRA_PRETRAIN's
+    pruned_noised = ["--task", "masked_lm_pruning", *PRUNE[2:], "--criterion", "quant_noise",
+                     "--qn-criterion", "electra", "--qn-pq", "0.1"]
+    run(LAUNCH + [en_bin, *TRAIN_MLM, *ELECTRA_PRETRAIN, *pruned_noised, "--drophead-p", "0.1", "--max-update", "6",
+                  "--warmup-updates", "1", "--save-interval-updates", "3", "--save-dir", tmp_path], env=DUMPING)
+    dumps = assert_ranks_identical(tmp_path, [3, 6])
+    assert any(key.endswith(".0.mask") and not value.all() for key, value in dumps[0][6]["model"].items())
 
 
 def test_two_ranks_equal_one_rank_with_double_update_freq(mt_data, tmp_path):
@@ -70,7 +74,8 @@ def test_two_ranks_equal_one_rank_with_double_update_freq(mt_data, tmp_path):
                      "--dropout", "0", "--attention-dropout", "0", "--max-tokens", "1024"]
     run(LAUNCH + train_args(TRAIN_MT) + deterministic + ["--save-dir", tmp_path / "two"])
     run(TRAIN_MT + deterministic + ["--update-freq", "2", "--save-dir", tmp_path / "one"])
-    two, one = (torch.load(tmp_path / name / "checkpoint_last.pt", weights_only=True)["model"] for name in ("two", "one"))
+    two, one = (torch.load(tmp_path / name / "checkpoint_last.pt", weights_only=True)["model"]
+                for name in ("two", "one"))
     assert two.keys() == one.keys()
     for key in one:
         if key.endswith(".mask"):
