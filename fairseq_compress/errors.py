@@ -21,9 +21,7 @@ def user_error_line(error):
     Besides ConfigError: a missing file (data dir not prepared, wrong path) and a
     checkpoint whose parameters do not fit the model (another arch, or another
     dictionary), which fairseq reports as a multi-line load_state_dict error."""
-    if isinstance(error, ConfigError):
-        return str(error)
-    if isinstance(error, FileNotFoundError):
+    if isinstance(error, (ConfigError, FileNotFoundError)):
         return str(error)
     mismatch = next((e for e in _causes(error) if isinstance(e, RuntimeError)
                      and str(e).startswith(STATE_DICT_MISMATCH)), None)

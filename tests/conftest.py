@@ -20,11 +20,15 @@ if THREADS:
     torch.set_num_threads(1)
 
 
+def command_env(env=None):
+    """The environment of a command a test starts: the venv's tools first on PATH, the worker's thread cap."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS, **(env or {})}
+
+
 def run(cmd, check=True, cwd=ROOT, env=None):
     """Run a command with the venv's tools first on PATH; return the CompletedProcess."""
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS, **(env or {})}
     result = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True
+        [str(c) for c in cmd], cwd=cwd, env=command_env(env), capture_output=True, text=True
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import BIN, ROOT, THREADS, TRAIN_MT, run
+from conftest import ROOT, TRAIN_MT, command_env, run
 from test_electra import ELECTRA_PRETRAIN, TRAIN as TRAIN_MLM
 
 DUMPING = [sys.executable, ROOT / "tests/train_dumping_ranks.py"]  # fairseq-train + per-save dumps of state and rates
@@ -49,8 +49,7 @@ def assert_same_run(resumed, uninterrupted):
 
 def kill_after_first_save(cmd, save_dir, delay):
     """Start cmd, SIGKILL it `delay` s after its first checkpoint_last.pt appears; True if it was still running."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS}
-    process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     while not (save_dir / "checkpoint_last.pt").exists() and process.poll() is None:
         time.sleep(0.05)
