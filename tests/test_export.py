@@ -175,3 +175,34 @@ def test_compression_sweep_writes_csv_and_plot(mt_checkpoint, tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     gradual = load_state(tmp_path / "out" / mt_checkpoint.parent.name / "gradual_s0.5.pt")["model"]
     assert gradual["encoder.layers.0.fc1.weight"]["format"] == "sparse"
+
+
+def test_compression_plot_compares_models_at_equal_memory(tmp_path):
+    """Hand-made results: the big model pruned into the small one's MB beats it; the
+    medium one has nothing that fits; a classification model gets its own panel."""
+    def result(model, params, method, mb, value, metric="bleu", sparsity=0.0, bits=32):
+        path = tmp_path / "out" / model / f"{method}_{mb}.result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"model": model, "params": params, "method": method, "sparsity": sparsity,
+                                    "bits": bits, "mb": mb, "metric": metric, "value": value}))
+
+    result("small", 1e6, "original", 4.0, 10.0)
+    result("medium", 2e6, "original", 8.0, 12.0)
+    result("medium", 2e6, "quantize", 4.5, 11.9, bits=8)
+    result("big", 4e6, "original", 16.0, 15.0)
+    result("big", 4e6, "gradual", 3.5, 12.5, sparsity=0.7, bits=16)
+    result("big", 4e6, "quantize", 2.0, 9.0, bits=4)
+    result("cls", 3e6, "original", 12.0, 70.0, metric="accuracy")
+    out = run(["python", "scripts/lib/compression_plot.py", tmp_path / "out", "--csv", tmp_path / "s.csv",
+               "--png", tmp_path / "s.png"]).stdout
+    import csv
+
+    pairs = {(p["smaller"], p["larger"]): p for p in csv.DictReader(open(tmp_path / "s_equal_memory.csv"))}
+    assert set(pairs) == {("small", "medium"), ("small", "big"), ("medium", "big")}
+    assert pairs["small", "big"]["larger_compressed"] == "gradual 70% fp16"
+    assert pairs["small", "big"]["larger_wins"] == "True" and pairs["medium", "big"]["larger_wins"] == "True"
+    assert pairs["small", "medium"]["larger_compressed"] == "none fits"
+    assert pairs["small", "medium"]["larger_wins"] == "False"
+    assert "small fp32 (4.0 MB): bleu 10.0 | big gradual 70% fp16 (3.5 MB): 12.5 -> larger wins" in out
+    assert len(list(csv.DictReader(open(tmp_path / "s.csv")))) == 7
+    assert (tmp_path / "s.png").stat().st_size > 10_000
