@@ -48,11 +48,9 @@ def equal_memory(rows):
 
 
 def describe(row):
-    """e.g. 'gradual 70% fp16' or 'quantize int4'."""
+    """e.g. 'gradual 70% fp16' or 'quantize int4' (never an original: a larger model's fp32 MB never fit)."""
     if row["method"] == "quantize":
         return f"quantize int{row['bits']}"
-    if row["method"] == "original":
-        return "original fp32"
     return f"{row['method']} {row['sparsity']:.0%} fp{row['bits']}"
 
 
