@@ -86,6 +86,113 @@ def test_equal_to_stock_attention_when_off(mode, need_weights):
         torch.testing.assert_close(actual_weights, expected_weights)
 
 
+@pytest.mark.parametrize("weights", ["none", "mean", "per_head"])
+def test_drophead_path_with_every_head_kept_equals_stock_in_training(weights):
+    """The DropHead computation itself (not the delegation to stock attention):
+    with every head kept it is fairseq's attention, weights included."""
+    stock, drophead = attention_pair(self_attention=False)
+    query, key, padding, causal = inputs()
+    stock.train()
+    drophead.train()
+    # static_kv as fairseq's decoder calls encoder-decoder attention (stock's fused path
+    # would average the weights even when asked per head)
+    flags = {"need_weights": weights != "none", "need_head_weights": weights == "per_head", "static_kv": True}
+    expected, expected_weights = stock(query, key, key, key_padding_mask=padding, attn_mask=causal, **flags)
+    actual, actual_weights = drophead._drophead_forward(query, key, key, padding, weights != "none", causal,
+                                                        weights == "per_head")
+    torch.testing.assert_close(actual, expected)
+    if weights == "none":
+        assert actual_weights is None
+    else:
+        assert actual_weights.shape == expected_weights.shape
+        torch.testing.assert_close(actual_weights, expected_weights)
+
+
+def test_drophead_acts_when_the_caller_asks_for_per_head_weights():
+    """fairseq's decoder asks its alignment layer (the last) for per-head weights in training."""
+    stock, drophead = attention_pair(self_attention=False)
+    query, key, padding, causal = inputs()
+    for module in (stock, drophead):
+        module.train()
+    drophead.drophead_p = 0.5
+    expected, expected_weights = stock(query, key, key, key_padding_mask=padding, attn_mask=causal,
+                                       need_head_weights=True, static_kv=True)
+    torch.manual_seed(3)
+    actual, actual_weights = drophead(query, key, key, key_padding_mask=padding, attn_mask=causal,
+                                      need_head_weights=True, static_kv=True)
+    assert not torch.allclose(actual, expected)
+    torch.testing.assert_close(actual_weights, expected_weights)  # the probabilities, as fairseq returns them
+
+
+ARCH_CASES = {  # arch: (task, dictionaries)
+    "transformer_l2_h128": ("translation", ("dict.en.txt", "dict.fr.txt")),
+    "roberta_l2_h128": ("masked_lm", ("dict.txt",)),
+    "electra_tiny": ("masked_lm", ("dict.txt",)),
+}
+
+
+def build_model(arch, data, *extra):
+    from fairseq import options, tasks
+    from fairseq.data import Dictionary
+
+    task_name, dictionaries = ARCH_CASES[arch]
+    for name in dictionaries:
+        d = Dictionary()
+        for i in range(40):
+            d.add_symbol(f"w{i}")
+        d.save(str(data / name))
+    parser = options.get_training_parser(default_task=task_name)
+    task_args = ["-s", "en", "-t", "fr"] if task_name == "translation" else []
+    args = options.parse_args_and_arch(parser, [str(data), "--task", task_name, "--arch", arch, "--user-dir",
+                                                str(USER_DIR), "--dropout", "0", "--attention-dropout", "0",
+                                                "--max-update", "10", *task_args, *extra])
+    task = tasks.setup_task(args)
+    return task.build_model(args), task_name
+
+
+def forward_once(model, task_name):
+    torch.manual_seed(0)
+    tokens = torch.randint(4, 40, (16, 6))  # enough examples that some head is dropped in every module
+    if task_name == "translation":
+        model(tokens, torch.full((16,), 6), tokens)
+    elif hasattr(model, "generator"):  # ELECTRA pretraining: generator, then discriminator
+        model(tokens, generator_mask=tokens > 30, sample_replacements=lambda logits: logits.argmax(-1))
+    else:
+        model(tokens)
+
+
+@pytest.mark.parametrize("arch", list(ARCH_CASES))
+def test_every_attention_module_drops_heads_in_training(arch, tmp_path):
+    """Each module's own training output, at p = 0.5, differs from stock attention on
+    the same inputs; at p = 0 it equals it. Hooks capture each call's inputs, so a
+    module's difference is its own, not one inherited from the layers before it."""
+    # electra_tiny's generator would have 1 head (4 / 4), which DropHead never drops
+    heads = ["--encoder-attention-heads", "8"] if arch == "electra_tiny" else []
+    model, task_name = build_model(arch, tmp_path, "--drophead-p", "0.5", "--drophead-schedule", "constant", *heads)
+    model.train()
+    modules = dict((name, m) for name, m in model.named_modules() if isinstance(m, DropHeadMultiheadAttention))
+    expected_count = {"transformer_l2_h128": 6, "roberta_l2_h128": 2, "electra_tiny": 4}[arch]
+    assert len(modules) == expected_count  # ELECTRA: the discriminator's and the generator's layers
+    for p in (0.5, 0.0):
+        for m in modules.values():
+            m.drophead_p = p
+        differs = {}
+
+        def compare(name):
+            def hook(module, args, kwargs, output):
+                with torch.no_grad():
+                    stock, _ = MultiheadAttention.forward(module, *args, **kwargs)
+                differs[name] = not torch.allclose(output[0], stock, atol=1e-6)
+            return hook
+
+        handles = [m.register_forward_hook(compare(name), with_kwargs=True) for name, m in modules.items()]
+        forward_once(model, task_name)
+        for handle in handles:
+            handle.remove()
+        assert set(differs) == set(modules)
+        assert all(differs.values()) if p else not any(differs.values()), (p, differs)
+
+
 def reference_drophead(module, query, key, padding, causal, heads):
     """Textbook attention per head, heads scaled by the mask, then W_O."""
     def split(x):

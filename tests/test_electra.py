@@ -11,9 +11,9 @@ from fairseq import checkpoint_utils, options, tasks
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.criterions import electra as electra_criterion
-from fairseq_compress.criterions.electra import ElectraCriterion, gumbel_sample, replace_tokens
+from fairseq_compress.criterions.electra import ElectraCriterion, gumbel_sample
 from fairseq_compress.errors import ConfigError
-from fairseq_compress.models.electra import ElectraModel
+from fairseq_compress.models.electra import ElectraModel, replace_masked
 
 from conftest import USER_DIR, run
 
@@ -83,9 +83,10 @@ def test_labels_replaced_only_where_the_sample_differs():
     masked_input = torch.tensor([[0, 4, 3, 3, 9, 2, 1]])  # 3 = <mask>, 1 = <pad>
     original = torch.tensor([[0, 4, 5, 6, 9, 2, 1]])
     masked = torch.tensor([[False, False, True, True, False, False, False]])
-    corrupted, replaced = replace_tokens(masked_input, original, masked, torch.tensor([5, 7]))
+    corrupted = replace_masked(masked_input, masked, torch.tensor([5, 7]))
     assert corrupted.tolist() == [[0, 4, 5, 7, 9, 2, 1]]
-    assert replaced.tolist() == [[False, False, False, True, False, False, False]]  # 5 == original
+    # the criterion's labels: replaced where the sample differs (5 == original)
+    assert corrupted.ne(original).tolist() == [[False, False, False, True, False, False, False]]
 
 
 def test_gumbel_sample_follows_the_softmax():
@@ -143,6 +144,30 @@ def test_no_gradient_from_the_discriminator_reaches_the_generator(electra):
     assert torch.count_nonzero(disc_grad) > 0, "the shared embedding learns from the discriminator"
     gen_grads = torch.autograd.grad(parts["gen_loss"], generator_only, allow_unused=True)
     assert any(g is not None and torch.count_nonzero(g) > 0 for g in gen_grads)
+
+
+def test_trains_under_pytorch_ddp_with_find_unused_parameters(electra, tmp_path):
+    """fairseq's --ddp-backend pytorch_ddp --find-unused-parameters wraps the model in
+    torch's DDP (behind ModuleProxyWrapper): generator and discriminator must run in
+    the one wrapped forward, or DDP marks the generator unused and then sees its
+    gradients ("Expected to mark a variable ready only once")."""
+    from fairseq.distributed import ModuleProxyWrapper
+    from torch.nn.parallel import DistributedDataParallel
+
+    _, model, criterion, sample = electra
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                                         world_size=1)
+    try:
+        wrapped = ModuleProxyWrapper(DistributedDataParallel(model, find_unused_parameters=True))
+        wrapped.train()
+        for _ in range(2):  # the error shows in the second backward's bookkeeping at the latest
+            wrapped.zero_grad()
+            loss, _, log = criterion(wrapped, sample)
+            loss.backward()
+        assert torch.isfinite(loss)
+        assert model.generator.lm_head.dense.weight.grad.abs().sum() > 0
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def test_random_token_prob_warns(mlm_data, caplog):

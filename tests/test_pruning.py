@@ -71,6 +71,37 @@ def test_magnitude_masks_match_reference(scope):
     assert measured_sparsity(model) == pytest.approx(0.5)
 
 
+def concatenated_topk_masks(weights, sparsity):
+    """The global masks as they were computed before: one topk over a concatenated copy of all weights."""
+    scores = torch.cat([w.abs().flatten() for w in weights])
+    keep = torch.zeros(scores.numel(), dtype=torch.bool)
+    keep[torch.topk(scores, round((1 - sparsity) * scores.numel())).indices] = True
+    return [k.reshape(w.shape) for k, w in zip(keep.split([w.numel() for w in weights]), weights)]
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.999])
+def test_global_threshold_without_concatenation_equals_topk(sparsity, monkeypatch):
+    from fairseq_compress.compress import magnitude
+
+    monkeypatch.setattr(magnitude, "CHUNK", 97)  # several chunks per tensor
+    torch.manual_seed(sparsity * 1000)
+    weights = [torch.randn(64, 32), torch.randn(128, 64) * 0.1, torch.randn(16, 16) * 3]
+    weights[1][:10] = 0  # already pruned rows score 0
+    actual = magnitude.magnitude_masks(weights, sparsity, "global")
+    for a, e in zip(actual, concatenated_topk_masks(weights, sparsity)):
+        assert torch.equal(a, e)
+
+
+def test_global_threshold_keeps_the_exact_count_under_ties():
+    """fp16 weights take few distinct values: ties at the threshold are common."""
+    from fairseq_compress.compress.magnitude import magnitude_masks
+
+    weights = [torch.tensor([[1.0, 2.0, 2.0], [2.0, 3.0, 0.0]], dtype=torch.float16), torch.full((2, 2), 2.0)]
+    keeps = magnitude_masks(weights, 0.5, "global")  # 10 weights, keep 5: the 3 and four of the six 2s
+    assert sum(int(k.sum()) for k in keeps) == 5
+    assert keeps[0][1, 1] and not keeps[0][0, 0] and not keeps[0][1, 2]
+
+
 def test_masks_only_grow_and_pruned_weights_get_no_gradient():
     model = two_layers()
     attach_masks(model, options(prune_targets="a|b"))

@@ -23,7 +23,7 @@ def prune_state(state, sparsity, scope, targets):
     names = [name for name, tensor in state.items() if is_weight_matrix(name, tensor) and re.search(targets, name)]
     if not names:
         raise ConfigError(f"--targets {targets} matches no weight matrix of the checkpoint")
-    for name, keep in zip(names, magnitude_masks([state[n].abs() for n in names], sparsity, scope)):
+    for name, keep in zip(names, magnitude_masks([state[n] for n in names], sparsity, scope)):
         state[name] = state[name] * keep
     return names
 

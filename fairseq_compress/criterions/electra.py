@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from fairseq import utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
@@ -39,14 +40,6 @@ def gumbel_sample(logits, temperature):
     return (logits.float() / temperature - torch.log(-torch.log(uniform))).argmax(dim=-1)
 
 
-def replace_tokens(masked_input, original, masked, sampled):
-    """The discriminator's input (samples at masked positions) and its labels:
-    replaced = masked and the sample differs from the original token."""
-    corrupted = masked_input.clone()
-    corrupted[masked] = sampled
-    return corrupted, corrupted.ne(original)
-
-
 @register_criterion("electra", dataclass=ElectraCriterionConfig)
 class ElectraCriterion(FairseqCriterion):
     def __init__(self, cfg: ElectraCriterionConfig, task):
@@ -68,15 +61,17 @@ class ElectraCriterion(FairseqCriterion):
         # Two means over different counts: the loss is already normalized (sample_size 1).
         loss = parts["gen_loss"] / parts["n_masked"].clamp(min=1) + self.disc_weight * parts["disc_loss"] / parts["n_tokens"]
         predicted, labels = parts["disc_logits"] > 0, parts["labels"]
+        # Counts stay tensors on the model's device: fairseq sums them across ranks
+        # and reads them once per update, so the step adds no host-device sync.
         logging_output = {
             "loss": loss.data,
             "gen_loss": parts["gen_loss"].data,
             "disc_loss": parts["disc_loss"].data,
-            "n_masked": parts["n_masked"].item(),
-            "n_tokens": parts["n_tokens"].item(),
-            "n_replaced": labels.sum().item(),
-            "disc_correct": predicted.eq(labels).sum().item(),
-            "disc_correct_replaced": (predicted & labels).sum().item(),
+            "n_masked": parts["n_masked"],
+            "n_tokens": parts["n_tokens"],
+            "n_replaced": labels.sum(),
+            "disc_correct": predicted.eq(labels).sum(),
+            "disc_correct_replaced": (predicted & labels).sum(),
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": 1,
@@ -95,22 +90,20 @@ class ElectraCriterion(FairseqCriterion):
         original = torch.where(masked, target, masked_input)
         not_pad = masked_input.ne(self.padding_idx)
 
-        gen_logits = model.generator(masked_input, masked)
-        gen_loss = F.cross_entropy(gen_logits.float(), target[masked], reduction="sum")
-        with torch.no_grad():  # the discriminator's loss never reaches the generator
-            sampled = gumbel_sample(gen_logits.detach(), self.gen_temperature)
-        corrupted, replaced = replace_tokens(masked_input, original, masked, sampled)
-
-        disc_logits = model(corrupted)[0][not_pad].float()
-        labels = replaced[not_pad]
+        # one call of the (possibly data-parallel) model runs generator and discriminator
+        disc_out, extra = model(masked_input, generator_mask=masked,
+                                sample_replacements=lambda logits: gumbel_sample(logits, self.gen_temperature))
+        gen_loss = F.cross_entropy(extra["gen_logits"].float(), target[masked], reduction="sum")
+        disc_logits = disc_out[not_pad].float()
+        labels = extra["corrupted"].ne(original)[not_pad]  # replaced = the sample differs from the original
         disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels.float(), reduction="sum")
         return {"gen_loss": gen_loss, "disc_loss": disc_loss, "disc_logits": disc_logits, "labels": labels,
                 "n_masked": masked.sum(), "n_tokens": not_pad.sum()}
 
     @staticmethod
     def reduce_metrics(logging_outputs):
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
+        def total(key):  # once per update, where fairseq reads its own meters too
+            return utils.item(sum(log.get(key, 0) for log in logging_outputs))
 
         n_masked, n_tokens, n_replaced = total("n_masked"), total("n_tokens"), total("n_replaced")
         metrics.log_scalar("loss", total("loss") / max(total("sample_size"), 1), total("sample_size"), round=3)

@@ -175,6 +175,22 @@ class ElectraModel(Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
     def generator(self):
         return self.encoder.generator
 
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False, classification_head_name=None,
+                generator_mask=None, sample_replacements=None, **kwargs):
+        """RobertaModel's forward; in pretraining (``generator_mask`` given) the
+        generator first fills the masked positions with tokens drawn by
+        ``sample_replacements(logits)``, and the discriminator reads the result.
+        Both run in this one call so that a data-parallel wrapper (DDP,
+        ``--find-unused-parameters``) sees every parameter the loss uses. The extra
+        output holds ``gen_logits`` [n_masked, vocab] and the ``corrupted`` input."""
+        if generator_mask is None:
+            return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
+        gen_logits = self.generator(src_tokens, generator_mask)
+        with torch.no_grad():  # the discriminator's loss never reaches the generator
+            corrupted = replace_masked(src_tokens, generator_mask, sample_replacements(gen_logits.detach()))
+        x, extra = super().forward(corrupted, features_only, return_all_hiddens, classification_head_name, **kwargs)
+        return x, {**extra, "gen_logits": gen_logits, "corrupted": corrupted}
+
     def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
         """A classification head means fine-tuning (sentence_prediction): only the
         discriminator is used, so the generator is dropped from the model and from
@@ -188,6 +204,13 @@ class ElectraModel(Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
             prefix = (name + "." if name else "") + GENERATOR_PREFIX
             for key in [k for k in state_dict if k.startswith(prefix)]:
                 del state_dict[key]
+
+
+def replace_masked(masked_input, masked, sampled):
+    """The discriminator's input: the generator's samples at the masked positions."""
+    corrupted = masked_input.clone()
+    corrupted[masked] = sampled
+    return corrupted
 
 
 def electra_base_architecture(args):

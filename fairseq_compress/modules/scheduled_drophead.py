@@ -62,21 +62,16 @@ class DropHeadMultiheadAttention(MultiheadAttention):
         before_softmax=False,
         need_head_weights=False,
     ):
-        stock = (
-            not self.training
-            or self.drophead_p == 0
-            or incremental_state is not None
-            or before_softmax
-            or need_head_weights
-            or self.bias_k is not None
-            or self.add_zero_attn
-        )
+        # Incremental decoding and before_softmax (raw scores, no output) only happen
+        # outside training; add_bias_kv / add_zero_attn are refused at conversion.
+        stock = not self.training or self.drophead_p == 0 or incremental_state is not None or before_softmax
         if stock:
             return super().forward(
                 query, key, value, key_padding_mask, incremental_state, need_weights,
                 static_kv, attn_mask, before_softmax, need_head_weights,
             )
-        return self._drophead_forward(query, key, value, key_padding_mask, need_weights, attn_mask)
+        return self._drophead_forward(query, key, value, key_padding_mask, need_weights or need_head_weights,
+                                      attn_mask, need_head_weights)
 
     def _split_heads(self, x):
         """[time, batch, embed] -> [batch, heads, time, head_dim]"""
@@ -97,7 +92,10 @@ class DropHeadMultiheadAttention(MultiheadAttention):
             mask = mask + attn_mask
         return mask
 
-    def _drophead_forward(self, query, key, value, key_padding_mask, need_weights, attn_mask):
+    def _drophead_forward(self, query, key, value, key_padding_mask, need_weights, attn_mask, need_head_weights=False):
+        """DropHead attention; the weights returned are fairseq's: the attention
+        probabilities before dropout, [heads, batch, tgt, src] with
+        ``need_head_weights``, else averaged over heads."""
         tgt_len, batch, embed_dim = query.shape
         q = self._split_heads(self.q_proj(query))
         k = self._split_heads(self.k_proj(key))
@@ -110,7 +108,7 @@ class DropHeadMultiheadAttention(MultiheadAttention):
             scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
             probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
             context = torch.matmul(self.dropout_module(probs), v)
-            weights = probs.mean(dim=1)
+            weights = probs.transpose(0, 1) if need_head_weights else probs.mean(dim=1)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout_module.p)
         heads = drophead_mask(batch, self.num_heads, self.drophead_p, device=q.device)
@@ -183,6 +181,12 @@ def use_drophead_attention(model):
     layout instead of subclassing each encoder and decoder layer class.
     """
     modules = [m for m in model.modules() if type(m) is MultiheadAttention]
+    if model.drophead_schedule["p"] > 0:
+        if not modules:
+            raise ConfigError(f"--drophead-p {model.drophead_schedule['p']}: {type(model).__name__} has no fairseq "
+                              f"MultiheadAttention module to drop heads in")
+        if any(m.bias_k is not None or m.add_zero_attn for m in modules):
+            raise ConfigError("--drophead-p > 0 does not support attention with add_bias_kv / add_zero_attn")
     for module in modules:
         module.__class__ = DropHeadMultiheadAttention
     return modules

@@ -71,7 +71,8 @@ class FakeQuantize(nn.Module):
     def forward(self, weight):
         values, scale = scalar_quantize(weight, self.bits)
         quantized = (values.float().reshape(weight.size(0), -1) * scale[:, None]).reshape(weight.shape)
-        return weight + (quantized - weight).detach()
+        # in the weight's dtype: under --fp16 the model computes in half precision
+        return weight + (quantized.to(weight.dtype) - weight).detach()
 
 
 def check_options(cfg):
@@ -147,7 +148,9 @@ def update_masks(weights_and_masks, sparsity, scope):
     """Magnitude pruning of the weights to `sparsity`; already pruned weights
     score 0, so masks only grow sparser as the schedule rises."""
     pairs = list(weights_and_masks)
-    keeps = magnitude_masks([weight.abs() * mask for weight, mask in pairs], sparsity, scope)
+    for weight, mask in pairs:  # in place, so the scores are the weights (no copy of all of them)
+        weight.mul_(mask)
+    keeps = magnitude_masks([weight for weight, _ in pairs], sparsity, scope)
     for (weight, mask), keep in zip(pairs, keeps):
         mask.copy_(keep)
         weight.mul_(mask)
@@ -155,11 +158,13 @@ def update_masks(weights_and_masks, sparsity, scope):
 
 @torch.no_grad()
 def measured_sparsity(model):
-    zeros = total = 0
+    """Fraction of zeros in the masked targets, as a tensor on the weights' device:
+    logging it costs no host-device sync until fairseq prints it."""
+    zeros, total = [], 0
     for weight, mask in masked_weights(model):
-        zeros += int(((weight * mask) == 0).sum())
+        zeros.append(((weight * mask) == 0).sum())
         total += weight.numel()
-    return zeros / max(total, 1)
+    return sum(zeros) / max(total, 1) if zeros else torch.tensor(0.0)
 
 
 class PruningMixin:
@@ -168,6 +173,7 @@ class PruningMixin:
     def __init__(self, cfg, *args, **kwargs):
         check_options(cfg)
         super().__init__(cfg, *args, **kwargs)
+        self.last_logged_update = None
         # checkpoints loaded in this process are read with their masks
         checkpoint_format.keep_pruning_masks()
 
@@ -179,8 +185,10 @@ class PruningMixin:
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if is_mask_update(self.cfg, update_num):
             update_masks(masked_weights(model), target_sparsity(self.cfg, update_num), self.cfg.prune_scope)
-        metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
-        metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
+        if update_num != self.last_logged_update:  # once per update, not per micro-batch
+            self.last_logged_update = update_num
+            metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
+            metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def optimizer_step(self, optimizer, model, update_num):
