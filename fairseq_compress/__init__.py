@@ -9,11 +9,8 @@ import logging
 # fairseq's speech tasks log an irrelevant INFO line about tensorboardX on import.
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
-from . import checkpoint_safety, errors  # noqa: E402
-from .compress import checkpoint_format  # noqa: E402
+from . import fairseq_hooks  # noqa: E402
 
-checkpoint_safety.install()
-checkpoint_format.install()
-errors.install()
+fairseq_hooks.install()
 
 from . import criterions, models, tasks  # noqa: E402,F401  (registration)

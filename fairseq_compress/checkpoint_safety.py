@@ -13,14 +13,12 @@ truncated ``checkpoint_last.pt`` and the run cannot resume. Copies are made
 atomic the same way.
 """
 import argparse
-import functools
 import os
 import pickle
 import zipfile
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
 from .errors import ConfigError
@@ -64,7 +62,7 @@ def _is_damaged(path, error):
     return isinstance(error, (EOFError, KeyError, pickle.UnpicklingError)) and not zipfile.is_zipfile(path)
 
 
-def _refuse_unsafe_pickles(load):
+def refuse_unsafe_pickles(load):
     """Wrap a checkpoint loader so torch's refusal and damaged files become one clear error each."""
 
     def safe_load(path, *args, **kwargs):
@@ -79,37 +77,38 @@ def _refuse_unsafe_pickles(load):
                 raise _explain_refusal(path, error) from None
             raise
 
-    safe_load.__wrapped__ = load
     return safe_load
 
 
-@_refuse_unsafe_pickles
+@refuse_unsafe_pickles
 def load_state(path):
     """``torch.load`` of a checkpoint to CPU with the safe unpickler."""
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _atomic(copy):
-    """Wrap PathManager.copy so a local target is replaced in one rename: always the old or the new file."""
+def durable_replace(partial, path):
+    """Rename `partial` over `path` so that after a crash or a power loss `path` is the
+    old file or the whole new one: the data is fsynced before the rename, and the
+    directory entry after it (as SQLite and torch.distributed.checkpoint do)."""
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
-    @functools.wraps(copy)
-    def atomic_copy(src_path, dst_path, overwrite=False):
+
+def atomic_copy(copy):
+    """Wrap PathManager.copy so a local target is replaced in one durable rename: always the old or the new file."""
+
+    def copy_atomically(src_path, dst_path, overwrite=False):
         if not PathManager.supports_rename(dst_path) or (os.path.exists(dst_path) and not overwrite):
             return copy(src_path, dst_path, overwrite)
         partial = f"{dst_path}.tmp"
         copy(src_path, partial, True)
-        os.replace(partial, dst_path)
+        durable_replace(partial, dst_path)
         return True
 
-    return atomic_copy
-
-
-def install():
-    """Allow-list fairseq's checkpoint classes, give fairseq's loader clear errors, make its copies atomic."""
-    allow_fairseq_checkpoint_globals()
-    if not hasattr(PathManager.copy, "__wrapped__"):
-        PathManager.copy = staticmethod(_atomic(PathManager.copy))
-    if not hasattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped__"):
-        checkpoint_utils.load_checkpoint_to_cpu = _refuse_unsafe_pickles(
-            checkpoint_utils.load_checkpoint_to_cpu
-        )
+    return copy_atomically

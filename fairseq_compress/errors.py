@@ -34,7 +34,9 @@ def user_error_line(error):
     return None
 
 
-def _print_user_errors(hook):
+def print_user_errors(hook):
+    """An excepthook that prints a user's error as one line and leaves bugs to `hook`."""
+
     def excepthook(kind, error, traceback):
         line = user_error_line(error)
         if line is None:
@@ -43,10 +45,3 @@ def _print_user_errors(hook):
             print(f"error: {line}", file=sys.stderr)
 
     return excepthook
-
-
-def install():
-    """Command-line runs print a user's error as one line instead of a traceback."""
-    if not getattr(sys.excepthook, "prints_user_errors", False):
-        sys.excepthook = _print_user_errors(sys.excepthook)
-        sys.excepthook.prints_user_errors = True

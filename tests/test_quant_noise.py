@@ -150,3 +150,28 @@ def test_bad_input(mt_data, tmp_path, flags, fragment):
                          "--criterion", "quant_noise", *flags], check=False)
     one_line_error(result, fragment)
     assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def final_parameters(save_dir):
+    state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    return state["model"]
+
+
+def test_noise_survives_activation_checkpointing(mt_data, tmp_path):
+    """--checkpoint-activations reruns each layer's forward in backward: the rerun must
+    see the same noised weights, or the update would be the un-noised model's."""
+    # SGD: Adam would amplify the float rounding of a different summation order in
+    # near-zero gradients past 1e-6; the missing noise changes 90 % of the weights either way.
+    base = ["fairseq-train", "--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "sgd", "--lr", "0.05",
+            "--no-progress-bar", "--num-workers", "0", "--no-epoch-checkpoints"]
+    runs = {}
+    for name, extra in (("plain", []), ("checkpointed", ["--checkpoint-activations"])):
+        save_dir = tmp_path / name
+        run(base + [mt_data, "--arch", "transformer_l2_h128", "--criterion", "quant_noise",
+                    "--qn-criterion", "cross_entropy", "--qn-pq", "0.3", "--dropout", "0", "--max-update", "5",
+                    "--max-tokens", "1024", "--save-dir", save_dir, "--no-save-optimizer-state", *extra])
+        runs[name] = final_parameters(save_dir)
+    assert runs["plain"].keys() == runs["checkpointed"].keys()
+    for key, value in runs["plain"].items():
+        torch.testing.assert_close(runs["checkpointed"][key], value, atol=1e-6, rtol=0,
+                                   msg=lambda m, key=key: f"{key}: {m}")

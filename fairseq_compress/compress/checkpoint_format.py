@@ -1,4 +1,4 @@
-"""The compressed checkpoint format, and the loader that makes stock fairseq read it.
+"""The compressed checkpoint format (``fairseq_hooks`` makes stock fairseq's loader read it).
 
 A compressed checkpoint is an ordinary fairseq checkpoint (``cfg``, ``model``,
 no optimizer state) whose ``model`` entry maps each state-dict name either to
@@ -19,8 +19,6 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 ``decode_checkpoint`` rebuilds the dense fp32 state dict that the model's own
 ``load_state_dict`` expects, so every arch loads a compressed file unchanged.
 """
-import functools
-import os
 
 import torch
 
@@ -173,9 +171,11 @@ def write_compressed(entries, source, path):
     state = {"cfg": source["cfg"], "args": source.get("args"), "model": entries,
              "optimizer_history": source["optimizer_history"][-1:], "extra_state": source["extra_state"],
              "last_optimizer_state": None, FORMAT_KEY: FORMAT_VERSION}
+    from ..checkpoint_safety import durable_replace
+
     tmp = f"{path}.tmp"
     torch.save(state, tmp)
-    os.replace(tmp, path)  # a killed export never leaves a half-written OUT
+    durable_replace(tmp, path)  # a killed export never leaves a half-written OUT
 
 
 def load_dense_checkpoint(path):
@@ -235,23 +235,3 @@ def decode_checkpoint(state):
         if any(name.endswith(PARAMETRIZED_WEIGHT) for name in state["model"]):
             state["model"] = fold_pruning_masks(state["model"])
     return state
-
-
-def install():
-    """fairseq's checkpoint loader (generate, validate, train --restore-file) reads compressed files."""
-    from fairseq import checkpoint_utils
-
-    load = checkpoint_utils.load_checkpoint_to_cpu
-    if getattr(load, "decodes_compressed", False):
-        return
-
-    @functools.wraps(load)
-    def load_and_decode(path, arg_overrides=None, *args, **kwargs):
-        from ..modules.int8_inference import accept_override
-
-        state = load(path, arg_overrides, *args, **kwargs)
-        accept_override(state, arg_overrides)
-        return decode_checkpoint(state)
-
-    load_and_decode.decodes_compressed = True
-    checkpoint_utils.load_checkpoint_to_cpu = load_and_decode

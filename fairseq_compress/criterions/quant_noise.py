@@ -13,6 +13,7 @@ seed + num_updates before each update: a resumed run draws the same noise.
 """
 import contextlib
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -69,11 +70,12 @@ def pq_noise(weight, p, block_size):
 
 
 def fake_quantize(weight, bits):
-    """Per-tensor min-max affine fake quantization, with torch's straight-through gradient."""
-    low, high = weight.detach().min(), weight.detach().max()
+    """Per-tensor min-max affine fake quantization, with torch's straight-through gradient.
+    Scale and zero point stay tensors on the weight's device (no host-device sync)."""
+    low, high = weight.detach().float().min(), weight.detach().float().max()
     scale = ((high - low) / (2 ** bits - 1)).clamp(min=1e-8)
-    zero_point = int(torch.round(-low / scale).clamp(0, 2 ** bits - 1))
-    return torch.fake_quantize_per_tensor_affine(weight, scale.item(), zero_point, 0, 2 ** bits - 1)
+    zero_point = torch.round(-low / scale).clamp(0, 2 ** bits - 1).to(torch.int32)
+    return torch.fake_quantize_per_tensor_affine(weight, scale, zero_point, 0, 2 ** bits - 1)
 
 
 def scalar_noise(weight, p, bits):
@@ -121,6 +123,36 @@ def swapped_parameters(model, replacements):
             module._parameters[name] = p
 
 
+def recompute_with_noise(model, noise_of_step):
+    """Make the layers that fairseq's ``checkpoint_wrapper`` wraps (``--checkpoint-activations``)
+    see the step's noise when backward reruns them. The rerun happens after
+    ``swapped_parameters`` has put the real weights back; without this, the
+    gradient would be that of the un-noised model. A wrapped layer's forward is
+    ``partial(_checkpointed_forward, original_forward, offload)``: the original
+    forward is wrapped so that, when it runs with gradients on (the rerun; the first
+    pass runs under no_grad inside the swap), it holds the step's noised weights,
+    then lets go of them, so they are freed as backward proceeds."""
+    for module in model.modules():
+        if hasattr(module, "precheckpoint_forward") and not getattr(module, "recomputes_with_noise", False):
+            checkpointed = module.forward
+            rerun = with_noise_on_rerun(module, checkpointed.args[0], noise_of_step)
+            module.forward = functools.partial(checkpointed.func, rerun, *checkpointed.args[1:])
+            module.recomputes_with_noise = True
+
+
+def with_noise_on_rerun(module, forward, noise_of_step):
+    def forward_with_noise(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        with swapped_parameters(module, noise_of_step):
+            output = forward(*args, **kwargs)
+        for parameter in module.parameters():
+            noise_of_step.pop(id(parameter), None)
+        return output
+
+    return forward_with_noise
+
+
 @register_criterion("quant_noise", dataclass=QuantNoiseConfig)
 class QuantNoiseCriterion(FairseqCriterion):
     inner_class = None  # set per inner criterion by build_criterion (fairseq reduces metrics per class)
@@ -132,6 +164,9 @@ class QuantNoiseCriterion(FairseqCriterion):
         self.scalar, self.bits = cfg.qn_scalar, cfg.qn_bits
         self.exclude = re.compile(cfg.qn_exclude)
         self.targets = None  # found at the first training step
+        # {id(weight): noised weight} of the current step, kept for layers that
+        # --checkpoint-activations reruns in backward (see recompute_with_noise)
+        self.noise_of_step = {}
 
     @classmethod
     def build_criterion(cls, cfg, task):
@@ -148,20 +183,26 @@ class QuantNoiseCriterion(FairseqCriterion):
 
     def forward(self, model, sample, reduce=True):
         if not model.training or (self.pq == 0 and self.scalar == 0):
+            self.noise_of_step.clear()
             return self.inner(model, sample, reduce)
         if self.targets is None:
             self.targets = noised_parameters(model, self.exclude)
+            recompute_with_noise(model, self.noise_of_step)
+        # Counts stay tensors on the weights' device: fairseq sums them with the
+        # other logging outputs, so noising adds no host-device sync to the step.
         noised, stats = {}, {"qn_blocks": 0, "qn_blocks_dropped": 0, "qn_weights": 0, "qn_weights_quantized": 0}
         for key, (_, weight) in self.targets.items():
             if self.scalar > 0:
                 weight, chosen = scalar_noise(weight, self.scalar, self.bits)
                 stats["qn_weights"] += chosen.numel()
-                stats["qn_weights_quantized"] += int(chosen.sum())
+                stats["qn_weights_quantized"] += chosen.sum()
             if self.pq > 0:
                 weight, dropped = pq_noise(weight, self.pq, self.block_size)
                 stats["qn_blocks"] += dropped.numel()
-                stats["qn_blocks_dropped"] += int(dropped.sum())
+                stats["qn_blocks_dropped"] += dropped.sum()
             noised[key] = weight
+        self.noise_of_step.clear()
+        self.noise_of_step.update(noised)
         with swapped_parameters(model, noised):
             loss, sample_size, logging_output = self.inner(model, sample, reduce)
         logging_output.update(stats)

@@ -34,6 +34,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from fairseq.dataclass import FairseqDataclass
 
+from ..checkpoint_safety import durable_replace
 from ..errors import ConfigError
 from .registry import register_mixin_task
 
@@ -72,7 +73,18 @@ def all_ranks_agree(flag):
         return flag
     if torch.distributed.get_world_size() == 1:
         return flag
-    decision = torch.tensor([float(flag)])
+    return any_rank(flag)
+
+
+def collective_device():
+    """Where a collective's tensor must live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag):
+    decision = torch.tensor([float(flag)], device=collective_device())
     torch.distributed.all_reduce(decision, op=torch.distributed.ReduceOp.MAX)
     return bool(decision.item())
 
@@ -117,7 +129,7 @@ def write_curve(path, points):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.writelines(json.dumps(p) + "\n" for p in points)
-    os.replace(tmp, path)
+    durable_replace(tmp, path)
 
 
 class TimedMixin:

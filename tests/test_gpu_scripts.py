@@ -1,0 +1,80 @@
+"""The GPU-machine scripts, checked where there is no GPU: syntax, the one-line refusals
+without CUDA, the benchmark's CPU path and CSV, and its fairseq-style fp16 update."""
+import csv
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, run
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+BENCH = ROOT / "scripts/benchmarks/train_throughput.py"
+
+
+@pytest.mark.parametrize("script", ["gpu_check.sh", "gpu_wheels.sh"])
+def test_script_syntax(script):
+    run(["bash", "-n", ROOT / "scripts" / script])
+
+
+@no_cuda
+def test_gpu_check_refuses_without_cuda_before_anything_else(tmp_path):
+    log = ROOT / "docs/results/gpu_check.txt"
+    before = log.stat().st_mtime_ns if log.exists() else None
+    result = run(["bash", ROOT / "scripts/gpu_check.sh"], check=False, env={"GPU_VENV": str(tmp_path / "venv")})
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert len(output.splitlines()) == 1 and "CUDA is missing" in output, output
+    assert not (tmp_path / "venv").exists()
+    assert (log.stat().st_mtime_ns if log.exists() else None) == before
+
+
+@no_cuda
+def test_throughput_refuses_cuda_without_cuda(tmp_path):
+    result = run([sys.executable, BENCH, "--device", "cuda", "--csv", tmp_path / "t.csv"], check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    # fairseq's import may log before it; the refusal itself is one line, the last.
+    assert "--device cuda, but torch.cuda.is_available() is False" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_throughput_cpu_runs_and_upgrades_an_old_csv(tmp_path):
+    path = tmp_path / "t.csv"
+    old_header = "task,arch,threads,batch,length,words_per_s,gflop_per_s,fraction_of_peak,plugin_over_stock"
+    path.write_text(old_header + "\nmasked_lm,roberta_l6_h512,1,16,128,633,77.1,0.836,1.023\n")
+    result = run([sys.executable, BENCH, "--device", "cpu", "--steps", "2", "--warmup", "1",
+                  "--batch-scale", "0.125", "--threads", "1", "--csv", path])
+    assert "matmul peak" in result.stdout and "plugin/stock" in result.stdout
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 5
+    assert rows[0]["words_per_s"] == "633" and (rows[0]["device"], rows[0]["dtype"]) == ("cpu", "float32")
+    assert {(r["device"], r["dtype"]) for r in rows[1:]} == {("cpu", "float32")}
+    assert [r["batch"] for r in rows[1:]] == ["2", "2", "4", "4"]  # 16 and 32, scaled by 1/8
+    assert all(float(r["words_per_s"]) > 0 for r in rows)
+
+
+def test_fp16_update_is_fairseqs(tmp_path, monkeypatch):
+    """The --fp16 update on a small model, on CPU: half model, fp32 master weights, a step
+    that moves the weights, and an overflow that skips the step and halves the loss scale."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    import train_throughput as tt
+    # FP16Optimizer keys its flat fp32 copy by torch.cuda.current_device(); on CPU the
+    # parameters' device index is None, so that key makes it work here unchanged.
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: None)
+    tt.write_dictionaries(tmp_path)
+    model, criterion, optimizer = tt.build("translation", "cross_entropy", ["-s", "en", "-t", "fr"],
+                                           ["transformer_l2_h128"], tmp_path, "cpu", fp16=True)
+    assert isinstance(optimizer, tt.FP16Optimizer)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    [master] = optimizer.fp32_params.values()
+    assert master.dtype == torch.float32
+    sample = tt.make_sample("translation", 2, 8, seed=0)
+    weight = next(model.parameters())
+    before = weight.detach().clone()
+    assert tt.update(model, criterion, optimizer, sample)
+    assert not torch.equal(weight.detach(), before)
+    optimizer.scaler.loss_scale = 2.0 ** 60  # fp16 gradients overflow to inf
+    after_step = weight.detach().clone()
+    assert not tt.update(model, criterion, optimizer, sample)
+    assert torch.equal(weight.detach(), after_step)
+    assert optimizer.scaler.loss_scale == 2.0 ** 59
