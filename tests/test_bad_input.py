@@ -1,6 +1,8 @@
 """Bad inputs to the stock tools and the pipelines: one line naming the input, a non-zero exit, no file changed."""
 import shutil
+from argparse import Namespace
 
+import pytest
 from conftest import ROOT, TRAIN_MT, run
 
 
@@ -58,3 +60,18 @@ def test_data_dir_with_another_dictionary(mt_checkpoint, mt_data, tmp_path):
     assert_one_line_error(result, "another architecture or dictionary?",
                           "size mismatch for encoder.embed_tokens.weight")
     assert files_under(data) == before
+
+
+def test_fully_sharded_is_refused_by_quant_noise_and_pruning(mt_data, tmp_path):
+    from fairseq_compress.criterions.quant_noise import QuantNoiseOptions, check_options
+    from fairseq_compress.errors import ConfigError
+
+    pruning = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "2", "--save-dir", tmp_path,
+                              "--ddp-backend", "fully_sharded", "--task", "translation_pruning",
+                              "--prune-sparsity", "0.5"], check=False)
+    assert_one_line_error(pruning, "the *_pruning tasks do not work with --ddp-backend fully_sharded")
+    assert files_under(tmp_path) == []
+    # fairseq builds the criterion after wrapping the model, which needs fairscale (not installed here)
+    options = Namespace(**{**vars(QuantNoiseOptions()), "qn_pq": 0.1, "ddp_backend": "fully_sharded"})
+    with pytest.raises(ConfigError, match="--criterion quant_noise does not work with --ddp-backend fully_sharded"):
+        check_options(options)

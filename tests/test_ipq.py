@@ -178,3 +178,21 @@ def test_bad_input(mt_checkpoint, compressed, tmp_path):
     one_line_error(run(ipq + ["--config", tmp_path / "missing.yaml", "--out", out], check=False),
                    "--config")
     assert not out.exists()
+
+
+def test_ipq_of_a_pruning_task_checkpoint_then_stock_generate(mt_checkpoint, mt_data, tmp_path):
+    """Masks (and QAT) are folded into plain weights first; the result loads in fairseq-generate."""
+    pruned = tmp_path / "pruned"
+    run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--task", "translation_pruning",
+                    "--prune-sparsity", "0.5", "--prune-schedule", "gradual", "--prune-end-update", "4",
+                    "--prune-frequency", "2", "--qat-bits", "8", "--max-update", "4", "--save-dir", pruned,
+                    "--restore-file", mt_checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters"])
+    out = tmp_path / "ipq.pt"
+    run(["fairseq-compress", "ipq", "--path", pruned / "checkpoint_last.pt", "--config",
+         IPQ_CONFIG / "transformer.yaml", "--out", out, "--data", mt_data, "--finetune-updates", "1", "--n-iter", "3"])
+    entries = load_state(out)["model"]
+    assert entries["encoder.layers.0.fc1.weight"]["format"] == "ipq"
+    assert not any(".parametrizations." in name for name in entries)
+    gen = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", out, "--beam", "1",
+               "--max-sentences", "50", "--max-len-b", "10", "--num-workers", "0"])
+    assert gen.stdout.count("\nH-") == 200

@@ -165,10 +165,19 @@ def with_aliases(named_entries):
     return entries
 
 
+def on_cpu(entries):
+    """Entries as saved: a model fine-tuned on a GPU leaves its tensors there."""
+    def move(value):
+        return value.cpu() if torch.is_tensor(value) else value
+
+    return {name: ({k: move(v) for k, v in entry.items()} if isinstance(entry, dict) else move(entry))
+            for name, entry in entries.items()}
+
+
 def write_compressed(entries, source, path):
     """Save the compressed ``model`` entries with the config, counters and data
     position of `source`, the dense checkpoint they came from (not its optimizer state)."""
-    state = {"cfg": source["cfg"], "args": source.get("args"), "model": entries,
+    state = {"cfg": source["cfg"], "args": source.get("args"), "model": on_cpu(entries),
              "optimizer_history": source["optimizer_history"][-1:], "extra_state": source["extra_state"],
              "last_optimizer_state": None, FORMAT_KEY: FORMAT_VERSION}
     from ..checkpoint_safety import durable_replace

@@ -35,7 +35,7 @@ def kmeans(vectors, n_centroids, n_iter=15, seed=0):
     """Centroids [k, d] and assignments [n] of `vectors` [n, d]: Lloyd's
     iterations from k-means++ seeds; as in fairseq's EM, an empty cluster takes
     half of the most populated one."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=vectors.device).manual_seed(seed)  # where the fine-tuned model lives
     centroids = kmeans_plus_plus(vectors, n_centroids, generator)
     for _ in range(n_iter):
         assignments = nearest(vectors, centroids)
@@ -45,7 +45,7 @@ def kmeans(vectors, n_centroids, n_iter=15, seed=0):
         centroids[filled] = sums[filled] / counts[filled, None]
         for empty in torch.nonzero(~filled).flatten():
             largest = int(counts.argmax())
-            nudge = 1e-6 * torch.randn(centroids.size(1), generator=generator)
+            nudge = 1e-6 * torch.randn(centroids.size(1), generator=generator, device=vectors.device)
             centroids[empty], centroids[largest] = centroids[largest] + nudge, centroids[largest] - nudge
             counts[largest] //= 2
     return centroids, nearest(vectors, centroids)
@@ -55,11 +55,14 @@ def kmeans_plus_plus(vectors, n_centroids, generator):
     """Seeds drawn with probability proportional to the squared distance to the
     nearest seed so far (Arthur & Vassilvitskii 2007): clusters are not missed
     the way uniformly drawn seeds miss them."""
-    chosen = [int(torch.randint(len(vectors), (1,), generator=generator))]
+    def draw_uniform():
+        return int(torch.randint(len(vectors), (1,), generator=generator, device=vectors.device))
+
+    chosen = [draw_uniform()]
     distances = ((vectors - vectors[chosen[0]]) ** 2).sum(1)
     for _ in range(n_centroids - 1):
         if distances.sum() <= 0:  # fewer distinct vectors than centroids
-            chosen.append(int(torch.randint(len(vectors), (1,), generator=generator)))
+            chosen.append(draw_uniform())
             continue
         chosen.append(int(torch.multinomial(distances, 1, generator=generator)))
         distances = torch.minimum(distances, ((vectors - vectors[chosen[-1]]) ** 2).sum(1))
@@ -237,7 +240,19 @@ def load_for_compression(path, data=None):
             [str(path)], arg_overrides={"data": str(data)} if data else None)
     except FileNotFoundError as error:
         raise ConfigError(f"{path} was trained on data that is not here ({error}); pass --data DIR") from None
-    return models[0].float().eval(), task, cfg, raw
+    return without_parametrizations(models[0]).float().eval(), task, cfg, raw
+
+
+def without_parametrizations(model):
+    """A pruning task's model holds its weights as parametrizations (original x mask,
+    fake quantization with --qat-bits): make each the plain weight it computes."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
 
 
 def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, lr=1e-4, n_iter=15):

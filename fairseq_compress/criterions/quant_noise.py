@@ -18,10 +18,11 @@ import re
 from dataclasses import dataclass, field
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import II, OmegaConf
 from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY, FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
+from fairseq.utils import safe_getattr
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -41,6 +42,7 @@ class QuantNoiseOptions(FairseqDataclass):
     qn_scalar: float = field(default=0.0, metadata={"help": "scalar noise: probability that a weight is replaced by its fake-quantized value"})
     qn_bits: int = field(default=8, metadata={"help": "bits of the scalar noise's fake quantization"})
     qn_exclude: str = field(default=DEFAULT_EXCLUDE, metadata={"help": "regex: modules whose name matches get no noise"})
+    ddp_backend: str = II("distributed_training.ddp_backend")
 
 
 def with_inner_options(options_class):
@@ -221,6 +223,9 @@ class QuantNoiseCriterion(FairseqCriterion):
 
 
 def check_options(cfg):
+    if safe_getattr(cfg, "ddp_backend", None) == "fully_sharded":
+        raise ConfigError("--criterion quant_noise does not work with --ddp-backend fully_sharded (it flattens the "
+                          "weights that the noise replaces module by module); use legacy_ddp, no_c10d or pytorch_ddp")
     if cfg.qn_criterion not in INNER_CRITERIA or cfg.qn_criterion not in CRITERION_REGISTRY:
         raise ConfigError(f"--qn-criterion must be one of {', '.join(INNER_CRITERIA)}, got {cfg.qn_criterion}")
     for flag, p in (("--qn-pq", cfg.qn_pq), ("--qn-scalar", cfg.qn_scalar)):

@@ -23,6 +23,7 @@ from fairseq.logging import metrics
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -50,6 +51,7 @@ class PruningOptions(FairseqDataclass):
     qat_bits: Optional[int] = field(
         default=None, metadata={"help": "fake-quantize the targets to this many bits in the forward pass (straight-"
                                         "through), as fairseq-compress quantize will store them"})
+    ddp_backend: str = II("distributed_training.ddp_backend")
 
 
 class Mask(nn.Module):
@@ -76,6 +78,9 @@ class FakeQuantize(nn.Module):
 
 
 def check_options(cfg):
+    if cfg.ddp_backend == "fully_sharded":
+        raise ConfigError("the *_pruning tasks do not work with --ddp-backend fully_sharded (it flattens the weights "
+                          "that masks parametrize); use legacy_ddp, no_c10d or pytorch_ddp")
     if not 0 <= cfg.prune_sparsity < 1:
         raise ConfigError(f"--prune-sparsity must be in [0, 1), got {cfg.prune_sparsity}")
     if cfg.prune_start_update < 0:
@@ -164,7 +169,7 @@ def measured_sparsity(model):
     for weight, mask in masked_weights(model):
         zeros.append(((weight * mask) == 0).sum())
         total += weight.numel()
-    return sum(zeros) / max(total, 1) if zeros else torch.tensor(0.0)
+    return sum(zeros).double() / max(total, 1) if zeros else torch.tensor(0.0)  # double: logged as 0.6, not 0.6000000238
 
 
 class PruningMixin:

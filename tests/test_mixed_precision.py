@@ -1,0 +1,101 @@
+"""Every plugin component trains in half precision, and acts: DropHead at its
+scheduled rate, pruning to its sparsity (every schedule and scope), QAT, PQ and
+scalar quant-noise at their rates, ELECTRA, the timed tasks. On CPU with fairseq's
+--fp16 --fp16-no-flatten-grads and --memory-efficient-fp16; marked `gpu`, the
+same runs on CUDA with the flattened --fp16 that GPU users get by default."""
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import USER_DIR, run
+
+PRECISIONS = {
+    "cpu_fp16": ["--cpu", "--fp16", "--fp16-no-flatten-grads"],
+    "cpu_memory_efficient_fp16": ["--cpu", "--memory-efficient-fp16"],
+    "cuda_fp16": ["--fp16"],
+}
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+PRECISION_PARAMS = [pytest.param("cpu_fp16"), pytest.param("cuda_fp16", marks=[pytest.mark.gpu, needs_cuda])]
+# memory-efficient fp16 (fp16 weights, no fp32 copy) once, on the run that combines most components
+ALL_PRECISIONS = PRECISION_PARAMS + [pytest.param("cpu_memory_efficient_fp16")]
+COMMON = ["--user-dir", USER_DIR, "--seed", "1", "--optimizer", "adam", "--lr", "0.0005", "--no-progress-bar",
+          "--log-interval", "1", "--log-format", "json", "--num-workers", "0", "--no-epoch-checkpoints",
+          "--fp16-init-scale", "16"]
+MT = ["--task", "translation_pruning", "--arch", "transformer_l2_h128", "--max-tokens", "1024",
+      "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "3", "--max-update", "6"]
+
+
+def train_logs(result):
+    """The JSON stats of every train_inner line, numbers as floats."""
+    logs = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if "| train_inner | " in line:
+            stats = json.loads(line.split("| train_inner | ", 1)[1])
+            logs.append({k: float(v) for k, v in stats.items() if isinstance(v, (int, float, str))
+                         and str(v).replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()})
+    assert logs, (result.stdout + result.stderr)[-3000:]
+    return logs
+
+
+def assert_finite(logs):
+    assert all(math.isfinite(log["loss"]) for log in logs), [log["loss"] for log in logs]
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+def test_translation_pruning_gradual_global_with_qat_drophead_and_pq_noise(precision, mt_data, tmp_path):
+    from fairseq_compress.modules.scheduled_drophead import drophead_rate
+    from fairseq_compress.tasks.pruning import PruningOptions, target_sparsity
+
+    result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
+                  "--prune-sparsity", "0.5", "--prune-schedule", "gradual", "--prune-end-update", "4",
+                  "--prune-frequency", "2", "--qat-bits", "8", "--drophead-p", "0.2",
+                  "--criterion", "quant_noise", "--qn-criterion", "cross_entropy", "--qn-pq", "0.2",
+                  "--save-dir", tmp_path])
+    logs = train_logs(result)
+    assert_finite(logs)
+    schedule = PruningOptions(prune_sparsity=0.5, prune_schedule="gradual", prune_end_update=4, prune_frequency=2)
+    for log in logs:
+        update = int(log["num_updates"]) - 1  # the update the line's stats were measured in
+        assert log["drophead_p"] == pytest.approx(drophead_rate(update, 0.2, "v", 3, 6), abs=1e-4)
+        assert log["prune_target"] == pytest.approx(target_sparsity(schedule, update), abs=1e-3)
+        assert 0.1 < log["qn_pq"] < 0.3
+    assert logs[-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("precision", PRECISION_PARAMS)
+def test_translation_pruning_oneshot_per_layer_with_scalar_noise(precision, mt_data, tmp_path):
+    result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
+                  "--prune-sparsity", "0.7", "--prune-scope", "layer", "--prune-start-update", "1",
+                  "--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy",
+                  "--label-smoothing", "0.1", "--qn-scalar", "0.5", "--save-dir", tmp_path])
+    logs = train_logs(result)
+    assert_finite(logs)
+    assert logs[0]["sparsity"] == 0 and logs[-1]["sparsity"] == pytest.approx(0.7, abs=1e-3)
+    assert all(0.4 < log["qn_scalar"] < 0.6 for log in logs)
+
+
+@pytest.mark.parametrize("precision", PRECISION_PARAMS)
+def test_electra_with_drophead(precision, mlm_data, tmp_path):
+    en_bin, _ = mlm_data
+    result = run(["fairseq-train", en_bin, *COMMON, *PRECISIONS[precision], "--task", "masked_lm",
+                  "--criterion", "electra", "--arch", "electra_tiny", "--encoder-attention-heads", "8",
+                  "--mask-prob", "0.15", "--leave-unmasked-prob", "0.15", "--random-token-prob", "0.0",
+                  "--tokens-per-sample", "64", "--max-tokens", "1024", "--max-update", "4",
+                  "--drophead-p", "0.3", "--drophead-schedule", "constant", "--save-dir", tmp_path])
+    logs = train_logs(result)
+    assert_finite(logs)
+    assert all(log["drophead_p"] == 0.3 and 0 <= log["disc_acc"] <= 100 and log["n_replaced"] > 0
+               for log in logs if "n_replaced" in log) and all("disc_acc" in log for log in logs)
+
+
+@pytest.mark.parametrize("precision", PRECISION_PARAMS)
+def test_timed_task_stops_and_validates_by_time(precision, mt_data, tmp_path):
+    result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], "--task", "translation_timed",
+                  "--arch", "transformer_l2_h128", "--criterion", "cross_entropy", "--max-tokens", "1024",
+                  "--stop-time-minutes", "0.1", "--validate-interval-seconds", "2", "--save-dir", tmp_path])
+    assert_finite(train_logs(result))
+    points = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert len(points) >= 2 and points[-1]["train_seconds"] >= 6
+    assert all(math.isfinite(p["loss"]) for p in points)
