@@ -1,6 +1,7 @@
 """Every plugin component trains in half precision, and acts: DropHead at its
 scheduled rate, pruning to its sparsity (every schedule and scope), QAT, PQ and
-scalar quant-noise at their rates, ELECTRA, the timed tasks. On CPU with fairseq's
+scalar quant-noise at their rates, ELECTRA, the timed tasks, with and without
+--checkpoint-activations. On CPU with fairseq's
 --fp16 --fp16-no-flatten-grads and --memory-efficient-fp16; marked `gpu`, the
 same runs on CUDA with the flattened --fp16 that GPU users get by default."""
 import json
@@ -65,11 +66,12 @@ def test_translation_pruning_gradual_global_with_qat_drophead_and_pq_noise(preci
 
 
 @pytest.mark.parametrize("precision", PRECISION_PARAMS)
-def test_translation_pruning_oneshot_per_layer_with_scalar_noise(precision, mt_data, tmp_path):
+def test_translation_pruning_oneshot_per_layer_with_scalar_noise_and_checkpointed_activations(precision, mt_data, tmp_path):
     result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
                   "--prune-sparsity", "0.7", "--prune-scope", "layer", "--prune-start-update", "1",
                   "--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy",
-                  "--label-smoothing", "0.1", "--qn-scalar", "0.5", "--save-dir", tmp_path])
+                  "--label-smoothing", "0.1", "--qn-scalar", "0.5", "--checkpoint-activations",
+                  "--save-dir", tmp_path])
     logs = train_logs(result)
     assert_finite(logs)
     assert logs[0]["sparsity"] == 0 and logs[-1]["sparsity"] == pytest.approx(0.7, abs=1e-3)
@@ -77,13 +79,14 @@ def test_translation_pruning_oneshot_per_layer_with_scalar_noise(precision, mt_d
 
 
 @pytest.mark.parametrize("precision", PRECISION_PARAMS)
-def test_electra_with_drophead(precision, mlm_data, tmp_path):
+def test_electra_with_drophead_and_checkpointed_activations(precision, mlm_data, tmp_path):
     en_bin, _ = mlm_data
     result = run(["fairseq-train", en_bin, *COMMON, *PRECISIONS[precision], "--task", "masked_lm",
                   "--criterion", "electra", "--arch", "electra_tiny", "--encoder-attention-heads", "8",
                   "--mask-prob", "0.15", "--leave-unmasked-prob", "0.15", "--random-token-prob", "0.0",
                   "--tokens-per-sample", "64", "--max-tokens", "1024", "--max-update", "4",
-                  "--drophead-p", "0.3", "--drophead-schedule", "constant", "--save-dir", tmp_path])
+                  "--drophead-p", "0.3", "--drophead-schedule", "constant", "--checkpoint-activations",
+                  "--save-dir", tmp_path])
     logs = train_logs(result)
     assert_finite(logs)
     assert all(log["drophead_p"] == 0.3 and 0 <= log["disc_acc"] <= 100 and log["n_replaced"] > 0

@@ -55,17 +55,20 @@ def pack_bits(values, bits):
     """uint8 bytes holding `values` (ints in [0, 2^bits)) with `bits` bits each, big-endian."""
     if bits == 8:
         return values.to(torch.uint8).flatten()
-    shifts = torch.arange(bits - 1, -1, -1, dtype=torch.int16)
+    shifts = torch.arange(bits - 1, -1, -1, dtype=torch.int16, device=values.device)
     stream = ((values.flatten().to(torch.int16)[:, None] >> shifts) & 1).flatten()
     stream = torch.nn.functional.pad(stream, (0, -len(stream) % 8))
-    return (stream.reshape(-1, 8) << torch.arange(7, -1, -1, dtype=torch.int16)).sum(1).to(torch.uint8)
+    byte_shifts = torch.arange(7, -1, -1, dtype=torch.int16, device=values.device)
+    return (stream.reshape(-1, 8) << byte_shifts).sum(1).to(torch.uint8)
 
 
 def unpack_bits(packed, bits, count):
     if bits == 8:
         return packed[:count].to(torch.int16)
-    stream = ((packed.to(torch.int16)[:, None] >> torch.arange(7, -1, -1, dtype=torch.int16)) & 1).flatten()
-    return (stream[: count * bits].reshape(count, bits) << torch.arange(bits - 1, -1, -1, dtype=torch.int16)).sum(1)
+    byte_shifts = torch.arange(7, -1, -1, dtype=torch.int16, device=packed.device)
+    stream = ((packed.to(torch.int16)[:, None] >> byte_shifts) & 1).flatten()
+    shifts = torch.arange(bits - 1, -1, -1, dtype=torch.int16, device=packed.device)
+    return (stream[: count * bits].reshape(count, bits) << shifts).sum(1)
 
 
 def _offset(bits):
@@ -105,7 +108,7 @@ def encode_sparse(weight, bits=None):
 def sparse_decode(entry):
     shape = entry["shape"]
     keep = unpack_bits(entry["mask"], 1, int(torch.Size(shape).numel())).bool()
-    dense = torch.zeros(keep.shape)
+    dense = torch.zeros(keep.shape, device=keep.device)
     if "bits" not in entry:
         dense[keep] = entry["values"].float()
         return dense.reshape(shape)

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
+from .activation_checkpointing import ActivationCheckpointingMixin
 
 MODEL_NAME = "electra"
 GENERATOR_PREFIX = "encoder.generator."
@@ -161,7 +162,7 @@ class ElectraBase(RobertaModel):
 
 
 @register_model(MODEL_NAME)
-class ElectraModel(Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
+class ElectraModel(ActivationCheckpointingMixin, Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)

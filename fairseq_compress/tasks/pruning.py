@@ -55,9 +55,9 @@ class PruningOptions(FairseqDataclass):
 
 
 class Mask(nn.Module):
-    def __init__(self, shape):
+    def __init__(self, weight):
         super().__init__()
-        self.register_buffer("mask", torch.ones(shape, dtype=torch.bool))
+        self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
 
     def forward(self, weight):
         return weight * self.mask
@@ -107,7 +107,7 @@ def attach_masks(model, cfg):
         raise ConfigError(f"--prune-targets {cfg.prune_targets} matches no Linear layer of --arch "
                           f"{type(model).__name__}")
     for module in targets:
-        parametrize.register_parametrization(module, "weight", Mask(module.weight.shape))
+        parametrize.register_parametrization(module, "weight", Mask(module.weight))
         module._register_load_state_dict_pre_hook(accept_dense_weight)
         if cfg.qat_bits is not None:
             parametrize.register_parametrization(module, "weight", FakeQuantize(cfg.qat_bits))
