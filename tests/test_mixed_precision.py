@@ -45,7 +45,7 @@ def assert_finite(logs):
 
 
 @pytest.mark.parametrize("precision", ALL_PRECISIONS)
-def test_translation_pruning_gradual_global_with_qat_drophead_and_pq_noise(precision, mt_data, tmp_path):
+def test_translation_pruning_gradual_global_with_qat_drophead_and_both_noises(precision, mt_data, tmp_path):
     from fairseq_compress.modules.scheduled_drophead import drophead_rate
     from fairseq_compress.tasks.pruning import PruningOptions, target_sparsity
 
@@ -53,7 +53,7 @@ def test_translation_pruning_gradual_global_with_qat_drophead_and_pq_noise(preci
                   "--prune-sparsity", "0.5", "--prune-schedule", "gradual", "--prune-end-update", "4",
                   "--prune-frequency", "2", "--qat-bits", "8", "--drophead-p", "0.2",
                   "--criterion", "quant_noise", "--qn-criterion", "cross_entropy", "--qn-pq", "0.2",
-                  "--save-dir", tmp_path])
+                  "--qn-scalar", "0.3", "--save-dir", tmp_path])
     logs = train_logs(result)
     assert_finite(logs)
     schedule = PruningOptions(prune_sparsity=0.5, prune_schedule="gradual", prune_end_update=4, prune_frequency=2)
@@ -61,7 +61,7 @@ def test_translation_pruning_gradual_global_with_qat_drophead_and_pq_noise(preci
         update = int(log["num_updates"]) - 1  # the update the line's stats were measured in
         assert log["drophead_p"] == pytest.approx(drophead_rate(update, 0.2, "v", 3, 6), abs=1e-4)
         assert log["prune_target"] == pytest.approx(target_sparsity(schedule, update), abs=1e-3)
-        assert 0.1 < log["qn_pq"] < 0.3
+        assert 0.1 < log["qn_pq"] < 0.3 and 0.2 < log["qn_scalar"] < 0.4
     assert logs[-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
 
 
