@@ -35,6 +35,45 @@ def test_pq_noise_drops_whole_blocks_and_keeps_the_expectation():
     torch.testing.assert_close(total / 2000, weight, atol=0.12, rtol=0)
 
 
+def test_pq_noise_gradient_is_straight_through():
+    """The weight's gradient is the loss's gradient at the noised weight, dropped blocks included."""
+    torch.manual_seed(0)
+    weight, x = torch.randn(16, 32, requires_grad=True), torch.randn(5, 32)
+    noised, dropped = pq_noise(weight, 0.5, 8)
+    (x @ noised.T).pow(2).sum().backward()
+    at_noised = noised.detach().clone().requires_grad_()
+    (x @ at_noised.T).pow(2).sum().backward()
+    assert dropped.any()
+    torch.testing.assert_close(weight.grad, at_noised.grad)
+    dropped_weights = dropped.repeat_interleave(8, dim=1)
+    assert weight.grad[dropped_weights].abs().sum() > 0
+
+
+def test_learned_positional_embeddings_get_no_noise_by_default():
+    model = torch.nn.ModuleDict({"embed_tokens": torch.nn.Embedding(10, 8), "embed_positions": torch.nn.Embedding(6, 8)})
+    assert [name for name, _ in noised_parameters(model, re.compile(DEFAULT_EXCLUDE)).values()] == ["embed_tokens"]
+    assert re.search(DEFAULT_EXCLUDE, "encoder.sentence_encoder.embed_positions")
+
+
+def test_tied_output_projection_sees_the_exact_weight(mt_data):
+    """With shared embeddings the embedding is noised, the output projection tied to it is not."""
+    model, criterion, batch = build(mt_data, *QN, "--qn-pq", "0.5")
+    model.train()
+    embedding = model.encoder.embed_tokens.weight
+    assert model.decoder.output_projection.weight is embedding
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen[name] = module._parameters["weight"] is embedding
+        return hook
+
+    for name in ("encoder.embed_tokens", "decoder.embed_tokens", "decoder.output_projection"):
+        model.get_submodule(name).register_forward_pre_hook(record(name))
+    criterion(model, batch)
+    assert seen == {"encoder.embed_tokens": False, "decoder.embed_tokens": False, "decoder.output_projection": True}
+
+
 def test_fake_quantize_levels_and_error():
     weight = torch.randn(50, 40)
     quantized = fake_quantize(weight, 4)

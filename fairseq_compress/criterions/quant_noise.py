@@ -30,8 +30,9 @@ from ..errors import ConfigError
 
 INNER_CRITERIA = ("cross_entropy", "label_smoothed_cross_entropy", "masked_lm", "sentence_prediction", "electra")
 NOISED_MODULES = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
-# The output layer stays exact, as in the paper: decoder output projection, LM heads, classifier heads.
-DEFAULT_EXCLUDE = r"(^|\.)(output_projection|lm_head|classification_heads)(\.|$)"
+# The output layer stays exact, as in the paper: decoder output projection, LM heads, classifier heads;
+# so do learned positional embeddings, which fairseq's quant_noise never noises either.
+DEFAULT_EXCLUDE = r"(^|\.)(output_projection|lm_head|classification_heads|embed_positions)(\.|$)"
 
 
 @dataclass
@@ -62,13 +63,20 @@ def with_inner_options(options_class):
 QuantNoiseConfig = with_inner_options(QuantNoiseOptions)
 
 
+def straight_through(weight, noised):
+    """`noised` in the forward pass; in backward the gradient at the noised weight
+    reaches `weight` unchanged, dropped blocks included: the paper's straight-through
+    estimator, as fairseq's hook gets it by computing with the noised values in place."""
+    return weight + (noised - weight).detach()
+
+
 def pq_noise(weight, p, block_size):
     """Zero each block of `block_size` consecutive input features of a row with
     probability p; survivors scaled by 1 / (1 - p), so the expectation is the weight."""
-    rows = weight.reshape(weight.size(0), -1)
+    rows = weight.detach().reshape(weight.size(0), -1)
     dropped = torch.rand(rows.size(0), rows.size(1) // block_size, device=weight.device) < p
     keep = (~dropped).repeat_interleave(block_size, dim=1).to(weight.dtype)
-    return (rows * keep / (1 - p)).view_as(weight), dropped
+    return straight_through(weight, (rows * keep / (1 - p)).view_as(weight)), dropped
 
 
 def fake_quantize(weight, bits):
@@ -91,12 +99,18 @@ def noised_parameters(model, exclude):
     Linear/Embedding/Conv weight once (tied weights count once) unless every
     module that uses it is excluded."""
     targets = {}
+    for module_name, module in noised_modules(model, exclude):
+        weight = stored_weight(module)
+        targets.setdefault(id(weight), (module_name, weight))
+    return targets
+
+
+def noised_modules(model, exclude):
+    """(name, module) of the Linear/Embedding/Conv modules whose name `exclude` does not match."""
     for module_name, module in model.named_modules():
         bare = module_name.removeprefix("module.")  # a data-parallel wrapper's prefix
         if isinstance(module, NOISED_MODULES) and not exclude.search(bare):
-            weight = stored_weight(module)
-            targets.setdefault(id(weight), (bare, weight))
-    return targets
+            yield bare, module
 
 
 def stored_weight(module):
@@ -108,14 +122,15 @@ def stored_weight(module):
 
 
 @contextlib.contextmanager
-def swapped_parameters(model, replacements):
-    """Every module holding a parameter p with id(p) in `replacements` holds the
-    replacement instead, for the duration of the block. (torch.func.functional_call
-    does this too, but with a weight tied across three modules, as fairseq ties
-    encoder/decoder embeddings and the output projection, it restores the wrong
-    tensor and leaves the noise in the model.)"""
+def swapped_parameters(model, replacements, only_in=None):
+    """Every module holding a parameter p with id(p) in `replacements` (and, given
+    `only_in`, whose id is in it) holds the replacement instead, for the duration of
+    the block: a weight tied to an excluded module (the output projection, an LM head)
+    stays exact there. (torch.func.functional_call does the swap too, but with a weight
+    tied across three modules, as fairseq ties encoder/decoder embeddings and the
+    output projection, it restores the wrong tensor and leaves the noise in the model.)"""
     holders = [(module, name, p) for module in model.modules() for name, p in module._parameters.items()
-               if p is not None and id(p) in replacements]
+               if p is not None and id(p) in replacements and (only_in is None or id(module) in only_in)]
     try:
         for module, name, p in holders:
             module._parameters[name] = replacements[id(p)]
@@ -125,7 +140,7 @@ def swapped_parameters(model, replacements):
             module._parameters[name] = p
 
 
-def recompute_with_noise(model, noise_of_step):
+def recompute_with_noise(model, noise_of_step, holders):
     """Make the layers that fairseq's ``checkpoint_wrapper`` wraps (``--checkpoint-activations``)
     see the step's noise when backward reruns them. The rerun happens after
     ``swapped_parameters`` has put the real weights back; without this, the
@@ -137,16 +152,16 @@ def recompute_with_noise(model, noise_of_step):
     for module in model.modules():
         if hasattr(module, "precheckpoint_forward") and not getattr(module, "recomputes_with_noise", False):
             checkpointed = module.forward
-            rerun = with_noise_on_rerun(module, checkpointed.args[0], noise_of_step)
+            rerun = with_noise_on_rerun(module, checkpointed.args[0], noise_of_step, holders)
             module.forward = functools.partial(checkpointed.func, rerun, *checkpointed.args[1:])
             module.recomputes_with_noise = True
 
 
-def with_noise_on_rerun(module, forward, noise_of_step):
+def with_noise_on_rerun(module, forward, noise_of_step, holders):
     def forward_with_noise(*args, **kwargs):
         if not torch.is_grad_enabled():
             return forward(*args, **kwargs)
-        with swapped_parameters(module, noise_of_step):
+        with swapped_parameters(module, noise_of_step, holders):
             output = forward(*args, **kwargs)
         for parameter in module.parameters():
             noise_of_step.pop(id(parameter), None)
@@ -165,7 +180,7 @@ class QuantNoiseCriterion(FairseqCriterion):
         self.pq, self.block_size = cfg.qn_pq, cfg.qn_block_size
         self.scalar, self.bits = cfg.qn_scalar, cfg.qn_bits
         self.exclude = re.compile(cfg.qn_exclude)
-        self.targets = None  # found at the first training step
+        self.targets = self.holders = None  # found at the first training step
         # {id(weight): noised weight} of the current step, kept for layers that
         # --checkpoint-activations reruns in backward (see recompute_with_noise)
         self.noise_of_step = {}
@@ -189,7 +204,9 @@ class QuantNoiseCriterion(FairseqCriterion):
             return self.inner(model, sample, reduce)
         if self.targets is None:
             self.targets = noised_parameters(model, self.exclude)
-            recompute_with_noise(model, self.noise_of_step)
+            # the modules that see noise; a tied weight's excluded holders stay exact
+            self.holders = {id(module) for module in self.noised_holders(model)}
+            recompute_with_noise(model, self.noise_of_step, self.holders)
         # Counts stay tensors on the weights' device: fairseq sums them with the
         # other logging outputs, so noising adds no host-device sync to the step.
         noised, stats = {}, {"qn_blocks": 0, "qn_blocks_dropped": 0, "qn_weights": 0, "qn_weights_quantized": 0}
@@ -205,10 +222,17 @@ class QuantNoiseCriterion(FairseqCriterion):
             noised[key] = weight
         self.noise_of_step.clear()
         self.noise_of_step.update(noised)
-        with swapped_parameters(model, noised):
+        with swapped_parameters(model, noised, self.holders):
             loss, sample_size, logging_output = self.inner(model, sample, reduce)
         logging_output.update(stats)
         return loss, sample_size, logging_output
+
+    def noised_holders(self, model):
+        """The noised modules plus their parametrizations (a pruning mask holds the original)."""
+        for _, module in noised_modules(model, self.exclude):
+            yield module
+            if parametrize.is_parametrized(module, "weight"):
+                yield module.parametrizations.weight
 
     @classmethod
     def reduce_metrics(cls, logging_outputs):
