@@ -10,19 +10,34 @@ criterion + backward + Adam step; plugin and stock take turns update by update
 ``wps``), the ratio plugin/stock (target >= 0.97), and the FLOP/s each reaches as a fraction of
 this machine's matmul peak, both measured here: FLOPs of one update counted by
 ``torch.utils.flop_counter.FlopCounterMode``, the peak from timing large
-square fp32 matmuls. Appends the rows to --csv.
+square matmuls in the training dtype on the training device. Appends the rows to --csv.
+
+--device cuda runs on the GPU (CUDA synchronized around every timing) with --batch-scale
+times the CPU batch (default 8 there: the CPU shapes would only time kernel launches; a
+fraction shrinks the batches, for a quick check).
+--fp16 trains as ``fairseq-train --fp16`` does: model and criterion ``.half()`` (the
+batches hold only token ids, which fairseq leaves as they are) and fairseq's own
+``FP16Optimizer`` (fp32 master weights, fairseq's Adam, dynamic loss scaling, the overflow
+check in ``clip_grad_norm``); not autocast, which fairseq's --fp16 does not use. The peak
+is then that of fp16 matmuls. Updates skipped on overflow are timed too, as fairseq spends
+that time as well, and counted in the output.
 
     .venv/bin/python scripts/benchmarks/train_throughput.py [--steps 20] [--threads 2]
+    python scripts/benchmarks/train_throughput.py --device cuda --fp16
 """
 import argparse
 import csv
 import statistics
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
 from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.optim.fp16_optimizer import FP16Optimizer
 from torch.utils.flop_counter import FlopCounterMode
 
 from drophead_overhead import USER_DIR, VOCAB, write_dictionaries
@@ -41,17 +56,34 @@ CASES = {  # task: (criterion, task args, plugin arch, stock arch + overrides, b
 }
 
 
-def build(task_name, criterion, task_args, arch_args, data_dir):
+# Rows written before the device and dtype columns existed came from CPU fp32 runs.
+OLD_ROWS = {"device": "cpu", "dtype": "float32"}
+
+
+def build(task_name, criterion, task_args, arch_args, data_dir, device="cpu", fp16=False):
     parser = options.get_training_parser(default_task=task_name)
+    fp16_args = ["--fp16", "--optimizer", "adam", "--lr", "0.0001"] if fp16 else []
     args = options.parse_args_and_arch(parser, [str(data_dir), "--task", task_name, "--criterion", criterion,
-                                                "--user-dir", str(USER_DIR), "--arch"] + arch_args + task_args)
+                                                "--user-dir", str(USER_DIR), "--arch"] + arch_args + task_args
+                                       + fp16_args)
     task = tasks.setup_task(args)
     torch.manual_seed(0)
     model = task.build_model(args).train()
-    return model, task.build_criterion(args), torch.optim.Adam(model.parameters(), lr=1e-4)
+    criterion = task.build_criterion(args)
+    if not fp16:
+        model.to(device)
+        return model, criterion, torch.optim.Adam(model.parameters(), lr=1e-4)
+    # As fairseq's Trainer does for --fp16: half the model and criterion, then move them, then
+    # wrap the optimizer of the config (adam) in FP16Optimizer over the trainable parameters.
+    model, criterion = model.half().to(device), criterion.half().to(device)
+    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
+    with warnings.catch_warnings():  # hydra's deprecation notices, a screenful per model
+        warnings.simplefilter("ignore")
+        cfg = convert_namespace_to_omegaconf(args)
+    return model, criterion, FP16Optimizer.build_optimizer(cfg, params)
 
 
-def make_sample(task_name, batch, length, seed):
+def make_sample(task_name, batch, length, seed, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randint(4, VOCAB, (batch, length), generator=generator)
     net_input = {"src_tokens": tokens, "src_lengths": torch.full((batch,), length)}
@@ -60,14 +92,30 @@ def make_sample(task_name, batch, length, seed):
         target = tokens
     else:  # masked_lm: predictions on 15 % of positions, the rest is padding (index 1) in the target
         target = tokens.masked_fill(torch.rand(batch, length, generator=generator) >= 0.15, 1)
-    return {"net_input": net_input, "target": target, "ntokens": batch * length, "nsentences": batch}
+    net_input = {k: v.to(device) for k, v in net_input.items()}  # token ids stay integers in fp16 too
+    return {"net_input": net_input, "target": target.to(device), "ntokens": batch * length, "nsentences": batch}
 
 
 def update(model, criterion, optimizer, sample):
+    """One update; returns False when fp16 overflowed and fairseq would skip the step."""
     loss, sample_size, _ = criterion(model, sample)
-    (loss / sample_size).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    if not isinstance(optimizer, FP16Optimizer):
+        (loss / sample_size).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return True
+    # fairseq's Trainer.train_step: scaled backward, 1/sample_size folded into the unscaling,
+    # clip_grad_norm (clip 0 = norm only) where the loss scaler checks for overflow, step.
+    try:
+        optimizer.backward(loss)
+        optimizer.multiply_grads(1.0 / sample_size)
+        optimizer.clip_grad_norm(0.0)
+        optimizer.step()
+        return True
+    except OverflowError:
+        return False
+    finally:
+        optimizer.zero_grad()
 
 
 def update_flops(model, criterion, optimizer, sample):
@@ -76,30 +124,59 @@ def update_flops(model, criterion, optimizer, sample):
     return counter.get_total_flops()
 
 
-def matmul_peak(threads, size=2048, repeats=10):
-    """FLOP/s of the best of `repeats` fp32 size x size matmuls: what this CPU's BLAS reaches at best."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+def matmul_peak(device="cpu", dtype=torch.float32, size=None, repeats=10):
+    """FLOP/s of the best of `repeats` size x size matmuls in `dtype` on `device`: what its
+    BLAS (cuBLAS on CUDA, where 8192 is large enough to reach the tensor cores' rate) reaches at best."""
+    size = size or (8192 if device == "cuda" else 2048)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3 if device == "cuda" else 1):  # warm-up (cuBLAS heuristics, GPU clocks)
+        a @ b
+    best = min(_timed(lambda: a @ b, device) for _ in range(repeats))
     return 2 * size ** 3 / best
 
 
-def _timed(fn):
+def _timed(fn, device="cpu"):
+    # CUDA runs asynchronously: wait for queued work before starting and for fn's work before stopping.
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - start
 
 
-def time_pair(task_name, models, batch, length, warmup, steps):
+def time_pair(task_name, models, batch, length, warmup, steps, device="cpu"):
+    """Median seconds per update of each model, and how many timed updates overflowed (fp16)."""
     times = {name: [] for name in models}
+    skipped = dict.fromkeys(models, 0)
     for i in range(warmup + steps):
-        sample = make_sample(task_name, batch, length, seed=i)
+        sample = make_sample(task_name, batch, length, seed=i, device=device)
         order = list(models.items())
         for name, parts in order if i % 2 else order[::-1]:  # who goes first alternates
-            elapsed = _timed(lambda: update(*parts, sample))
+            done = []
+            elapsed = _timed(lambda: done.append(update(*parts, sample)), device)
             if i >= warmup:
                 times[name].append(elapsed)
-    return {name: statistics.median(t) for name, t in times.items()}
+                skipped[name] += not done[0]
+    return {name: statistics.median(t) for name, t in times.items()}, skipped
+
+
+def append_csv(path, rows):
+    """Append rows; a file with older columns is rewritten under the new header, its rows kept."""
+    fields = list(rows[0])
+    old = []
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != fields:
+                old = [{**OLD_ROWS, **row} for row in reader]
+    rewrite = old or not path.exists()
+    with path.open("w" if rewrite else "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if rewrite:
+            writer.writeheader()
+        writer.writerows(old + rows)
 
 
 def main():
@@ -108,21 +185,33 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--csv", default=str(Path(__file__).parents[2] / "docs/results/train_throughput.csv"))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--fp16", action="store_true", help="fairseq-style fp16 training (CUDA only)")
+    parser.add_argument("--batch-scale", type=float, help="batch = this x the CPU batch (default 1 on cpu, 8 on cuda)")
     args = parser.parse_args()
+    # One-line errors, before any model is built.
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("train_throughput.py: --device cuda, but torch.cuda.is_available() is False here")
+    if args.fp16 and args.device != "cuda":
+        sys.exit("train_throughput.py: --fp16 needs --device cuda (fairseq's fp16 training is for GPUs)")
+    device, dtype = args.device, torch.float16 if args.fp16 else torch.float32
+    scale = args.batch_scale or (8 if device == "cuda" else 1)
     torch.set_num_threads(args.threads)
-    peak = matmul_peak(args.threads)
-    print(f"threads={args.threads} steps={args.steps} (median after {args.warmup} warm-up); "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'arch':<22}{'batch x len':>12}{'words/s':>10}{'GFLOP/s':>10}{'of peak':>9}{'plugin/stock':>14}")
+    peak = matmul_peak(device, dtype)
+    print(f"device={device} dtype={str(dtype)[6:]} threads={args.threads} steps={args.steps} "
+          f"(median after {args.warmup} warm-up); matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'arch':<22}{'batch x len':>12}{'words/s':>10}{'GFLOP/s':>10}{'of peak':>9}{'plugin/stock':>14}"
+          f"{'overflows':>11}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         write_dictionaries(Path(tmp))
         for task_name, (criterion, task_args, plugin, stock, batch, length) in CASES.items():
-            models = {plugin: build(task_name, criterion, task_args, [plugin], Path(tmp)),
-                      " ".join(stock[:1]): build(task_name, criterion, task_args, stock, Path(tmp))}
-            sample = make_sample(task_name, batch, length, seed=0)
+            batch = max(1, round(batch * scale))
+            models = {name: build(task_name, criterion, task_args, arch_args, Path(tmp), device, args.fp16)
+                      for name, arch_args in ((plugin, [plugin]), (" ".join(stock[:1]), stock))}
+            sample = make_sample(task_name, batch, length, seed=0, device=device)
             flops = {name: update_flops(*parts, sample) for name, parts in models.items()}
-            median = time_pair(task_name, models, batch, length, args.warmup, args.steps)
+            median, skipped = time_pair(task_name, models, batch, length, args.warmup, args.steps, device)
             words = batch * length
             ratio = median[stock[0]] / median[plugin]
             for name in models:
@@ -130,17 +219,11 @@ def main():
                 rows.append({"task": task_name, "arch": name, "threads": args.threads, "batch": batch,
                              "length": length, "words_per_s": round(words / median[name]),
                              "gflop_per_s": round(achieved / 1e9, 1), "fraction_of_peak": round(achieved / peak, 3),
-                             "plugin_over_stock": round(ratio, 3)})
+                             "plugin_over_stock": round(ratio, 3), "device": device, "dtype": str(dtype)[6:]})
                 print(f"{name:<22}{f'{batch} x {length}':>12}{words / median[name]:>10.0f}{achieved / 1e9:>10.1f}"
-                      f"{achieved / peak:>9.2f}{ratio if name == plugin else 1:>14.3f}")
+                      f"{achieved / peak:>9.2f}{ratio if name == plugin else 1:>14.3f}{skipped[name]:>11}")
     print("target: plugin/stock words/s >= 0.97")
-    path = Path(args.csv)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_csv(Path(args.csv), rows)
 
 
 if __name__ == "__main__":
