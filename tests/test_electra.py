@@ -79,6 +79,23 @@ def test_embeddings_are_one_tensor(electra):
         model.encoder.sentence_encoder.layers[0].fc1.weight.data_ptr()
 
 
+@pytest.mark.parametrize("arch,width,heads,ffn", [
+    ("electra_small", 64, 1, 256), ("electra_base", 256, 4, 1024), ("electra_large", 256, 4, 1024)])
+def test_generator_sizes_of_the_paper(arch, width, heads, ffn):
+    """Clark et al. 2020 / Google's code: Small and Large generators at 1/4, Base at 1/3."""
+    from argparse import Namespace
+
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    from fairseq_compress.models.electra import generator_args
+
+    args = Namespace()
+    ARCH_CONFIG_REGISTRY[arch](args)
+    generator = generator_args(args)
+    assert (generator.encoder_embed_dim, generator.encoder_attention_heads, generator.encoder_ffn_embed_dim) == \
+        (width, heads, ffn)
+
+
 def test_labels_replaced_only_where_the_sample_differs():
     masked_input = torch.tensor([[0, 4, 3, 3, 9, 2, 1]])  # 3 = <mask>, 1 = <pad>
     original = torch.tensor([[0, 4, 5, 6, 9, 2, 1]])

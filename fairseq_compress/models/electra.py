@@ -170,7 +170,8 @@ class ElectraModel(ActivationCheckpointingMixin, Int8InferenceMixin, ScheduledDr
         group.add_argument("--embedding-size", type=int, metavar="E",
                            help="token/position embedding size, projected to --encoder-embed-dim when different")
         group.add_argument("--generator-size-divisor", type=int, metavar="D",
-                           help="generator width, FFN and heads = the discriminator's / D (default 4)")
+                           help="generator width, FFN and heads = the discriminator's / D (default: 3 for "
+                                "electra_base, else 4, as in the paper)")
 
     @property
     def generator(self):
@@ -222,23 +223,26 @@ def electra_base_architecture(args):
 
 
 ELECTRA_SIZES = {
-    # name: (layers, hidden, heads, FFN, embedding)
-    "electra_tiny": (2, 128, 4, 512, 64),
-    "electra_small": (12, 256, 4, 1024, 128),
-    "electra_base": (12, 768, 12, 3072, 768),
-    "electra_large": (24, 1024, 16, 4096, 1024),
+    # name: (layers, hidden, heads, FFN, embedding, generator divisor); the divisors are the
+    # paper's and Google's code's: Base's generator is 1/3 wide (256 of 768, 4 heads), Small's
+    # and Large's 1/4
+    "electra_tiny": (2, 128, 4, 512, 64, 4),
+    "electra_small": (12, 256, 4, 1024, 128, 4),
+    "electra_base": (12, 768, 12, 3072, 768, 3),
+    "electra_large": (24, 1024, 16, 4096, 1024, 4),
 }
 
 
 def register_electra_archs():
-    for name, (layers, hidden, heads, ffn, embedding) in ELECTRA_SIZES.items():
+    for name, (layers, hidden, heads, ffn, embedding, divisor) in ELECTRA_SIZES.items():
 
-        def arch(args, layers=layers, hidden=hidden, heads=heads, ffn=ffn, embedding=embedding):
+        def arch(args, layers=layers, hidden=hidden, heads=heads, ffn=ffn, embedding=embedding, divisor=divisor):
             args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
             args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", hidden)
             args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", heads)
             args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", ffn)
             args.embedding_size = safe_getattr(args, "embedding_size", None) or embedding
+            args.generator_size_divisor = safe_getattr(args, "generator_size_divisor", None) or divisor
             electra_base_architecture(args)
 
         register_model_architecture(MODEL_NAME, name)(arch)
