@@ -32,6 +32,19 @@ def test_mask_drop_rate_and_rescale():
     torch.testing.assert_close(mask.sum(dim=1), torch.full((50_000,), 8.0))
 
 
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_effective_rate_is_p_minus_p_to_the_heads(heads):
+    from types import SimpleNamespace
+
+    from fairseq_compress.modules.scheduled_drophead import effective_rate
+
+    torch.manual_seed(0)
+    measured = (drophead_mask(200_000, heads, 0.3) == 0).float().mean().item()
+    expected = effective_rate(0.3, [SimpleNamespace(num_heads=heads)])
+    assert expected == pytest.approx(0.3 - 0.3 ** heads)
+    assert measured == pytest.approx(expected, abs=0.003)
+
+
 def test_example_with_all_heads_dropped_keeps_them_all():
     mask = drophead_mask(10, 4, 0.999999)
     assert torch.equal(mask, torch.ones(10, 4))
@@ -277,6 +290,8 @@ def test_drophead_p_is_logged_on_schedule(drophead_run):
     # The rate used in update u (1-based) is p(u - 1).
     expected = [round(drophead_rate(u - 1, 0.2, "v", 4, 12), 4) for u in range(1, 13)]
     assert logged[:12] == pytest.approx(expected)
+    effective = [float(v) for v in re.findall(r"\| train_inner \|.*drophead_p_effective=([0-9.]+)", log)]
+    assert effective[:12] == pytest.approx([round(p - p ** 2, 4) for p in expected])  # 2 heads per module
 
 
 def test_schedule_survives_resume(mt_data, drophead_run, tmp_path):

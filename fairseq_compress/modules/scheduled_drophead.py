@@ -28,6 +28,13 @@ def drophead_mask(batch_size, num_heads, p, device=None):
     return keep * (num_heads / keep.sum(dim=1, keepdim=True))
 
 
+def effective_rate(p, modules):
+    """The fraction of heads actually dropped, averaged over the modules: since an example
+    never loses all its H heads, a head is dropped with probability p - p^H (0.21, not
+    0.3, at H = 2; 0 at H = 1)."""
+    return sum(p - p ** m.num_heads for m in modules) / max(len(modules), 1)
+
+
 def drophead_rate(num_updates, p, schedule, warmup_updates, max_update):
     """``constant``: p. ``v``: falls linearly from p to 0 over the first W updates,
     then rises linearly back to p at the last update T (p_start = p_end = p)."""
@@ -149,6 +156,7 @@ class ScheduledDropHeadMixin:
             module.drophead_p = rate
         if self.drophead_schedule["p"] > 0:
             metrics.log_scalar("drophead_p", rate, weight=0, round=4)
+            metrics.log_scalar("drophead_p_effective", effective_rate(rate, self.drophead_modules), weight=0, round=4)
 
 
 def drophead_schedule(args):
