@@ -75,11 +75,24 @@ def test_tied_output_projection_sees_the_exact_weight(mt_data):
 
 
 def test_fake_quantize_levels_and_error():
+    """Symmetric per output row: at most 2^b - 1 levels a row, error at most half a row's step."""
     weight = torch.randn(50, 40)
     quantized = fake_quantize(weight, 4)
-    assert quantized.unique().numel() <= 16
-    scale = (weight.max() - weight.min()) / 15
-    assert (quantized - weight).abs().max() <= scale / 2 + 1e-6
+    assert all(row.unique().numel() <= 15 for row in quantized)
+    step = weight.abs().amax(1, keepdim=True) / 7
+    assert ((quantized - weight).abs() <= step / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_fully_noised_weight_is_what_quantize_stores(bits):
+    """Scalar noise at p = 1 (every weight chosen) equals the export of fairseq-compress quantize."""
+    from fairseq_compress.compress.checkpoint_format import decode_entry, encode_int
+
+    torch.manual_seed(0)
+    weight = torch.randn(32, 24)
+    noised, chosen = scalar_noise(weight, 1.0, bits)
+    assert chosen.all()
+    torch.testing.assert_close(noised, decode_entry(encode_int(weight, bits), {}), atol=0, rtol=0)
 
 
 def test_scalar_noise_rate_values_and_straight_through_gradient():

@@ -22,6 +22,8 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 
 import torch
 
+from .scalar_quantizer import dequantize, scalar_quantize
+
 FORMAT_KEY = "fairseq_compress_format"  # top-level checkpoint entry marking a compressed file
 FORMAT_VERSION = 1
 STORED_FLOAT = torch.float16
@@ -39,16 +41,6 @@ def encode_ipq(centroids, codes, shape):
         raise ValueError(f"uint8 codes hold at most 256 centroids, got {centroids.size(0)}")
     return {"format": "ipq", "codes": codes.to(torch.uint8), "centroids": centroids.detach().to(STORED_FLOAT),
             "shape": list(shape)}
-
-
-def scalar_quantize(weight, bits):
-    """(integer values in [-q, q], fp32 scale per output row) with q = 2^(bits-1) - 1.
-    By hand rather than ``torch.quantize_per_channel``: torch has no signed
-    sub-8-bit dtype, and one formula serves 8, 6 and 4 bits alike."""
-    q_max = 2 ** (bits - 1) - 1
-    rows = weight.detach().float().reshape(weight.size(0), -1)
-    scale = rows.abs().amax(1).clamp_min(1e-12) / q_max
-    return torch.round(rows / scale[:, None]).clamp(-q_max, q_max).to(torch.int16).reshape(weight.shape), scale
 
 
 def pack_bits(values, bits):
@@ -82,13 +74,9 @@ def encode_int(weight, bits):
             "shape": list(weight.shape)}
 
 
-def _scaled(values, scale, shape):
-    return (values.float().reshape(shape[0], -1) * scale[:, None]).reshape(shape)
-
-
 def int_decode(packed, scale, bits, shape):
     values = unpack_bits(packed, bits, int(torch.Size(shape).numel())) - _offset(bits)
-    return _scaled(values, scale, shape)
+    return dequantize(values, scale, shape)
 
 
 def encode_sparse(weight, bits=None):
@@ -113,7 +101,7 @@ def sparse_decode(entry):
         dense[keep] = entry["values"].float()
         return dense.reshape(shape)
     dense[keep] = (unpack_bits(entry["packed"], entry["bits"], int(keep.sum())) - _offset(entry["bits"])).float()
-    return _scaled(dense, entry["scale"].float(), shape)
+    return dequantize(dense, entry["scale"].float(), shape)
 
 
 def encode_weight(weight, bits=None):

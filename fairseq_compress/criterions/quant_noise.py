@@ -26,6 +26,7 @@ from fairseq.utils import safe_getattr
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..compress.scalar_quantizer import fake_quantize
 from ..errors import ConfigError
 
 INNER_CRITERIA = ("cross_entropy", "label_smoothed_cross_entropy", "masked_lm", "sentence_prediction", "electra")
@@ -79,17 +80,9 @@ def pq_noise(weight, p, block_size):
     return straight_through(weight, (rows * keep / (1 - p)).view_as(weight)), dropped
 
 
-def fake_quantize(weight, bits):
-    """Per-tensor min-max affine fake quantization, with torch's straight-through gradient.
-    Scale and zero point stay tensors on the weight's device (no host-device sync)."""
-    low, high = weight.detach().float().min(), weight.detach().float().max()
-    scale = ((high - low) / (2 ** bits - 1)).clamp(min=1e-8)
-    zero_point = torch.round(-low / scale).clamp(0, 2 ** bits - 1).to(torch.int32)
-    return torch.fake_quantize_per_tensor_affine(weight, scale, zero_point, 0, 2 ** bits - 1)
-
-
 def scalar_noise(weight, p, bits):
-    """A random subset (prob p) of the weights replaced by their fake-quantized values."""
+    """A random subset (prob p) of the weights replaced by their fake-quantized values:
+    the scalar quantizer `fairseq-compress quantize` stores them with."""
     chosen = torch.rand_like(weight, dtype=torch.float32) < p
     return torch.where(chosen, fake_quantize(weight, bits), weight), chosen
 

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..compress import checkpoint_format
-from ..compress.checkpoint_format import scalar_quantize
+from ..compress.scalar_quantizer import fake_quantize
 from ..compress.magnitude import DEFAULT_TARGETS, magnitude_masks
 from ..errors import ConfigError
 from .registry import register_mixin_task
@@ -64,17 +64,14 @@ class Mask(nn.Module):
 
 
 class FakeQuantize(nn.Module):
-    """Symmetric per-output-channel quantization with a straight-through gradient."""
+    """The scalar quantizer as a parametrization: symmetric per output row, straight-through."""
 
     def __init__(self, bits):
         super().__init__()
         self.bits = bits
 
     def forward(self, weight):
-        values, scale = scalar_quantize(weight, self.bits)
-        quantized = (values.float().reshape(weight.size(0), -1) * scale[:, None]).reshape(weight.shape)
-        # in the weight's dtype: under --fp16 the model computes in half precision
-        return weight + (quantized.to(weight.dtype) - weight).detach()
+        return fake_quantize(weight, self.bits)
 
 
 def check_options(cfg):
