@@ -76,6 +76,19 @@ def test_hydra_sweep_mt_run_writes_a_curve(mt_data, tmp_path):
     assert points[-1]["train_seconds"] >= 3 and "bleu" in points[-1]
 
 
+def test_hydra_sweep_refuses_a_v_drophead_schedule_under_a_time_budget(mt_data, tmp_path):
+    """The sweep configs stop by time (max_update is a sentinel): the V would never rise."""
+    result = run(["fairseq-hydra-train", "--config-dir", CONFIG_DIR, "--config-name", "sweep_mt",
+                  f"task.data={mt_data}", f"common.user_dir={USER_DIR}", "model._name=transformer_l2_h128",
+                  f"checkpoint.save_dir={tmp_path / 'run'}", "+model.drophead_p=0.1", "dataset.max_tokens=1024",
+                  f"hydra.run.dir={tmp_path / 'outputs'}"], cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    # hydra prints the error under its own short trace (its handler runs before sys.excepthook)
+    assert ("ConfigError: --drophead-schedule v rises to p at --max-update (100000000), but "
+            "--stop-time-minutes 20 stops the run by time") in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
+
+
 def test_sweep_bad_input(mt_data, tmp_path):
     base = ["bash", "scripts/sweep_mt.sh", mt_data, tmp_path / "out"]
     missing = run(base + ["--archs", "transformer_l2_h128"], check=False)

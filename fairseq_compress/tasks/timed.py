@@ -61,6 +61,17 @@ def check_options(cfg):
             raise ConfigError(f"--{flag.replace('_', '-')} must be a number >= 0, got {value}")
 
 
+def check_drophead_schedule(model, stop_time_minutes):
+    """DropHead's V rises back to p at --max-update; a run stopped by its time budget
+    ends at an update nobody knows in advance (the sweep configs set a sentinel
+    --max-update), so the V would never rise: refuse it, before training."""
+    schedule = getattr(model, "drophead_schedule", None)
+    if stop_time_minutes and schedule and schedule["p"] > 0 and schedule["schedule"] == "v":
+        raise ConfigError(f"--drophead-schedule v rises to p at --max-update ({schedule['max_update']}), but "
+                          f"--stop-time-minutes {stop_time_minutes:g} stops the run by time: pass --drophead-schedule "
+                          f"constant, or train by updates (--max-update T, --stop-time-minutes 0)")
+
+
 def flops_estimate(params, tokens):
     """Training FLOPs ~ 6 x parameters x tokens (Kaplan et al. 2020: forward 2N,
     backward 4N per token; attention's quadratic term ignored)."""
@@ -144,6 +155,11 @@ class TimedMixin:
         self.validating = False  # from the start of a validation to the next train step
         self.point_recorded = False  # this validation's point (first valid subset) is written
         self.next_validation = None
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        check_drophead_schedule(model, self.cfg.stop_time_minutes)
+        return model
 
     # -- the run's config, which fairseq's loop reads after every update
     def run_config(self):
