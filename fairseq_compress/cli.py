@@ -35,7 +35,8 @@ def _ipq(args):
     _check_out(args)
     if args.data and not os.path.isdir(args.data):
         raise ValueError(f"--data {args.data}: no such directory")
-    compress_checkpoint(args.path, args.config, args.out, args.data, args.finetune_updates, args.lr, args.n_iter)
+    compress_checkpoint(args.path, args.config, args.out, args.data, args.finetune_updates, args.lr, args.n_iter,
+                        args.distill_temperature if args.distill else None, args.distill_weight)
     _report(args)
 
 
@@ -101,6 +102,11 @@ def build_parser():
     ipq.add_argument("--finetune-updates", type=int, default=100, help="updates per stage when --data is given")
     ipq.add_argument("--lr", type=float, default=1e-4, help="fixed learning rate of that fine-tuning")
     ipq.add_argument("--n-iter", type=int, default=15, help="k-means iterations per layer")
+    ipq.add_argument("--distill", action="store_true",
+                     help="fine-tune between stages with the KL divergence to the uncompressed model's outputs too")
+    ipq.add_argument("--distill-temperature", type=float, default=2.0, metavar="T", help="softmax temperature")
+    ipq.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
+                     help="loss = (1 - W) task loss + W T^2 KL")
     quantize = add_compress_command(
         commands, "quantize", "symmetric per-output-channel scalar quantization of every weight matrix (int8, int4 "
                               "packed two per byte, ...) into a compressed checkpoint", _quantize)

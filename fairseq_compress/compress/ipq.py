@@ -15,17 +15,22 @@ PQ block layout. Written here, and why:
   matrix). Here every module that holds the tied weight reads it from one
   shared ``Codebook``.
 """
+import copy
 import functools
 import logging
+from dataclasses import dataclass
 
 import torch
 from fairseq.modules.quantization.pq.utils import get_layers, get_param
 from fairseq.modules.quantization.quantization_options import parse_config_yaml
 from torch import nn
 
+from fairseq.utils import safe_getattr
+
 from ..errors import ConfigError
 from .checkpoint_format import (encode_dense, load_dense_checkpoint, encode_ipq, pq_decode, round_trip_dense, tie_key,
                                 with_aliases, write_compressed)
+from .distillation import distilled
 
 logger = logging.getLogger(__name__)
 QUANTIZABLE = (nn.Linear, nn.Embedding)
@@ -201,10 +206,19 @@ def compressed_model_state(model, dense_keys):
     return with_aliases((key, *source_of(key)) for key in dense_keys)
 
 
-def finetune(model, cfg, task, updates, lr):
+@dataclass(frozen=True)
+class Distillation:
+    """Fine-tune against the uncompressed model too (compress/distillation.py)."""
+    teacher: nn.Module
+    temperature: float = 2.0
+    weight: float = 0.5
+
+
+def finetune(model, cfg, task, updates, lr, distillation=None):
     """`updates` steps of fairseq's Trainer on the checkpoint's own task and
     criterion (without quantization noise), at a fixed learning rate: between
-    iPQ stages this adapts the centroids and the layers not quantized yet."""
+    iPQ stages this adapts the centroids and the layers not quantized yet.
+    With `distillation`, the loss mixes in the KL divergence to the teacher's outputs."""
     from fairseq.optim.lr_scheduler.fixed_schedule import FixedLRScheduleConfig
     from fairseq.trainer import Trainer
     from omegaconf import OmegaConf, open_dict
@@ -217,7 +231,10 @@ def finetune(model, cfg, task, updates, lr):
         if cfg.criterion._name == "quant_noise":
             cfg.criterion.qn_pq = cfg.criterion.qn_scalar = 0.0
     task.load_dataset(cfg.dataset.train_subset, combine=False, epoch=1)
-    trainer = Trainer(cfg, task, model, task.build_criterion(cfg.criterion))
+    criterion = task.build_criterion(cfg.criterion)
+    if distillation is not None:
+        criterion = distilled(criterion, task, distillation.teacher, distillation.temperature, distillation.weight)
+    trainer = Trainer(cfg, task, model, criterion)
     model.train()
     done, epoch = 0, 1
     while done < updates:
@@ -228,6 +245,18 @@ def finetune(model, cfg, task, updates, lr):
                 break
         epoch += 1
     model.eval()
+
+
+def check_distillation(cfg, data, finetune_updates, temperature, weight):
+    if not (data and finetune_updates):
+        raise ConfigError("--distill acts in the fine-tuning between stages: pass --data DIR and --finetune-updates N > 0")
+    if not temperature > 0:
+        raise ConfigError(f"--distill-temperature must be > 0, got {temperature}")
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"--distill-weight must be in [0, 1], got {weight}")
+    if "electra" in (cfg.criterion._name, safe_getattr(cfg.criterion, "qn_criterion", None)):
+        raise ConfigError("--distill needs one output distribution per position; ELECTRA's discriminator gives one "
+                          "logit per token and its input is sampled anew each call")
 
 
 def load_for_compression(path, data=None):
@@ -255,13 +284,19 @@ def without_parametrizations(model):
     return model
 
 
-def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, lr=1e-4, n_iter=15):
+def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, lr=1e-4, n_iter=15,
+                        distill_temperature=None, distill_weight=0.5):
     """Quantize the stages of `config_path` in order (fine-tuning between stages
-    when `data` and `finetune_updates` are given); write `out`; return the model."""
+    when `data` and `finetune_updates` are given, distilled from the uncompressed
+    model when `distill_temperature` is); write `out`; return the model."""
     from tqdm import tqdm
 
     config = load_config(config_path)
     model, task, cfg, source = load_for_compression(path, data)
+    distillation = None
+    if distill_temperature is not None:
+        check_distillation(cfg, data, finetune_updates, distill_temperature, distill_weight)
+        distillation = Distillation(copy.deepcopy(model), distill_temperature, distill_weight)
     plan = plan_stages(model, config, config_path)
     dense_keys = list(model.state_dict().keys())
     with tqdm(total=sum(len(layers) for _, layers in plan), desc="iPQ layers", unit="layer") as progress:
@@ -270,7 +305,7 @@ def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, l
             quantize_stage(model, layers, n_iter, progress)
             logger.info(f"stage {step + 1} ({regex}): quantized {len(layers)} layers")
             if data and finetune_updates:
-                finetune(model, cfg, task, finetune_updates, lr)
+                finetune(model, cfg, task, finetune_updates, lr, distillation)
     round_to_stored_precision(model)
     write_compressed(compressed_model_state(model, dense_keys), source, out)
     return model
