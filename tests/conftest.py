@@ -1,5 +1,6 @@
 import gzip
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,16 @@ def run(cmd, check=True, cwd=ROOT, env=None):
             f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
         )
     return result
+
+
+def one_line_error(result, *fragments):
+    """A failed command whose stderr ends in one error line ("error: ..." or
+    "PROGRAM: error: ...") holding every fragment, with no traceback; returns that line."""
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.match(r"^([\w.-]+( [\w-]+)?: )?error: ", last) and all(f in last for f in fragments), \
+        result.stderr[-2000:]
+    return last
 
 
 def head_lines(src, dst, n):

@@ -15,7 +15,7 @@ from fairseq_compress.criterions.electra import ElectraCriterion, gumbel_sample
 from fairseq_compress.errors import ConfigError
 from fairseq_compress.models.electra import ElectraModel, replace_masked
 
-from conftest import USER_DIR, run
+from conftest import USER_DIR, one_line_error, run
 
 TOKENS_PER_SAMPLE = 64
 TRAIN = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
@@ -203,12 +203,6 @@ def test_bad_flags_raise_config_errors(mlm_data, flags, fragment):
     en_bin, _ = mlm_data
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         build(en_bin, *flags)
-
-
-def one_line_error(result, fragment):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr[-2000:]
 
 
 def test_cli_rejects_non_electra_arch_and_bad_weight(mlm_data, tmp_path):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from conftest import ROOT, TRAIN_MT, USER_DIR, run
+from conftest import ROOT, TRAIN_MT, USER_DIR, one_line_error, run
 from fairseq import checkpoint_utils
 from fairseq.modules.quantization.pq.pq import PQ
 
@@ -154,12 +154,6 @@ def test_stock_fairseq_ipq_training_runs_all_stages(mt_checkpoint, mt_data, tmp_
     for step in range(3):
         assert f"quantizing model (step={step}" in log
     assert "encoder.layers.1.self_attn.q_proj" in log
-
-
-def one_line_error(result, fragment):
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert "error: " in last and fragment in last, result.stderr[-2000:]
 
 
 def test_bad_input(mt_checkpoint, compressed, tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, run
+from conftest import ROOT, one_line_error, run
 
 WORDS = "the a red blue green cat dog house tree river stone light dark big small old new".split()
 MOTS = "le la rouge bleu vert chat chien maison arbre rivière pierre lumière sombre grand petit vieux neuf".split()
@@ -31,15 +31,6 @@ def write_parallel(directory, compress=False):
 
 def script(name):
     return ["bash", ROOT / "scripts" / name]
-
-
-def one_line_error(result, *fragments):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) >= 1 and lines[-1].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
-    return lines[-1]
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])

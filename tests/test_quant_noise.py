@@ -16,7 +16,7 @@ from fairseq_compress.criterions.quant_noise import (
     scalar_noise,
 )
 
-from conftest import TRAIN_MT, USER_DIR, run
+from conftest import TRAIN_MT, USER_DIR, one_line_error, run
 
 
 def test_pq_noise_drops_whole_blocks_and_keeps_the_expectation():
@@ -180,12 +180,6 @@ def test_fairseq_train_masked_lm(mlm_data, tmp_path):
                   "--num-workers", "0", "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1"])
     line = [x for x in (result.stdout + result.stderr).splitlines() if "| train |" in x][-1]
     assert "qn_pq" in line and "| loss " in line
-
-
-def one_line_error(result, fragment):
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and fragment in last, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("flags,fragment", [
