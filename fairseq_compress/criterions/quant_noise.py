@@ -141,13 +141,17 @@ def recompute_with_noise(model, noise_of_step, holders):
     ``partial(_checkpointed_forward, original_forward, offload)``: the original
     forward is wrapped so that, when it runs with gradients on (the rerun; the first
     pass runs under no_grad inside the swap), it holds the step's noised weights,
-    then lets go of them, so they are freed as backward proceeds."""
+    then lets go of them, so they are freed as backward proceeds. Returns whether
+    any layer is wrapped."""
+    wrapped = False
     for module in model.modules():
         if hasattr(module, "precheckpoint_forward") and not getattr(module, "recomputes_with_noise", False):
             checkpointed = module.forward
             rerun = with_noise_on_rerun(module, checkpointed.args[0], noise_of_step, holders)
             module.forward = functools.partial(checkpointed.func, rerun, *checkpointed.args[1:])
             module.recomputes_with_noise = True
+        wrapped = wrapped or getattr(module, "recomputes_with_noise", False)
+    return wrapped
 
 
 def with_noise_on_rerun(module, forward, noise_of_step, holders):
@@ -174,6 +178,7 @@ class QuantNoiseCriterion(FairseqCriterion):
         self.scalar, self.bits = cfg.qn_scalar, cfg.qn_bits
         self.exclude = re.compile(cfg.qn_exclude)
         self.targets = self.holders = None  # found at the first training step
+        self.reruns_layers = False
         # {id(weight): noised weight} of the current step, kept for layers that
         # --checkpoint-activations reruns in backward (see recompute_with_noise)
         self.noise_of_step = {}
@@ -199,7 +204,7 @@ class QuantNoiseCriterion(FairseqCriterion):
             self.targets = noised_parameters(model, self.exclude)
             # the modules that see noise; a tied weight's excluded holders stay exact
             self.holders = {id(module) for module in self.noised_holders(model)}
-            recompute_with_noise(model, self.noise_of_step, self.holders)
+            self.reruns_layers = recompute_with_noise(model, self.noise_of_step, self.holders)
         # Counts stay tensors on the weights' device: fairseq sums them with the
         # other logging outputs, so noising adds no host-device sync to the step.
         noised, stats = {}, {"qn_blocks": 0, "qn_blocks_dropped": 0, "qn_weights": 0, "qn_weights_quantized": 0}
@@ -213,8 +218,9 @@ class QuantNoiseCriterion(FairseqCriterion):
                 stats["qn_blocks"] += dropped.numel()
                 stats["qn_blocks_dropped"] += dropped.sum()
             noised[key] = weight
-        self.noise_of_step.clear()
-        self.noise_of_step.update(noised)
+        if self.reruns_layers:  # kept past the step only for the layers backward reruns
+            self.noise_of_step.clear()
+            self.noise_of_step.update(noised)
         with swapped_parameters(model, noised, self.holders):
             loss, sample_size, logging_output = self.inner(model, sample, reduce)
         logging_output.update(stats)
