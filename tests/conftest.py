@@ -1,8 +1,12 @@
+import atexit
+import functools
 import gzip
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,9 +25,45 @@ if THREADS:
     torch.set_num_threads(1)
 
 
+# The Python tools that tests/cli_server.py starts from its pre-imported server.
+SERVED_TOOLS = ("fairseq-train", "fairseq-generate", "fairseq-preprocess", "fairseq-validate",
+                "fairseq-interactive", "fairseq-hydra-train", "fairseq-compress")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def write_shim(shim, script):
+    """An executable `shim` that runs the Python script `script` through the worker's server."""
+    shim.write_text(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+                    f"from cli_server import client\nclient({str(script)!r})\n")
+    shim.chmod(0o755)
+
+
+@functools.cache
+def cli_shims():
+    """(folder of shims for SERVED_TOOLS, their environment), with this worker's server started;
+    (None, {}) when FAIRSEQ_COMPRESS_TEST_CLI_SERVER=0."""
+    if os.environ.get("FAIRSEQ_COMPRESS_TEST_CLI_SERVER", "1") == "0":
+        return None, {}
+    folder = Path(tempfile.mkdtemp(prefix="fcs-"))
+    sock = folder / "server.sock"
+    for tool in SERVED_TOOLS:
+        write_shim(folder / tool, BIN / tool)
+    env = {"PATH": f"{folder}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", "FAIRSEQ_COMPRESS_CLI_SERVER": str(sock)}
+    log = open(folder / "server.log", "w")
+    server = subprocess.Popen([sys.executable, TESTS / "cli_server.py", sock], env={**os.environ, **THREADS, **env},
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    (folder / "server.sock.starting").write_text(str(server.pid))
+    atexit.register(lambda: (server.kill(), server.wait(), shutil.rmtree(folder, ignore_errors=True)))
+    return folder, env
+
+
 def command_env(env=None):
-    """The environment of a command a test starts: the venv's tools first on PATH, the worker's thread cap."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS, **(env or {})}
+    """The environment of a command a test starts: the venv's tools first on PATH (the fairseq
+    ones through this worker's pre-imported server), the worker's thread cap."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **THREADS, **cli_shims()[1],
+            **(env or {})}
 
 
 def run(cmd, check=True, cwd=ROOT, env=None):
