@@ -1,6 +1,7 @@
 """The bash pipelines on small local files in the standard layouts, and their bad-input errors."""
 import gzip
 import json
+import re
 
 import pytest
 
@@ -166,9 +167,15 @@ def test_train_mt_reruns_resume_and_refuse_other_runs(tmp_path):
 def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     en_bin, cls_bin = mlm_data
     pretrain = script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "electra_tiny", "--criterion", "electra",
-                                            "--max-update", "3", "--tokens-per-sample", "64", "--max-tokens", "1024"]
+                                            "--max-update", "3", "--tokens-per-sample", "64", "--max-tokens", "1024",
+                                            "--schedule", "linear", "--warmup", "1", "--", "--log-interval", "1"]
     run(pretrain)
     assert "nothing to do" in run(pretrain).stderr
+    log = (tmp_path / "pre/train.log").read_text()
+    # warmup to the peak at update 1, then linear decay to 0 at --max-update 3
+    assert [re.search(r"\| lr ([0-9.e-]+)", line).group(1) for line in log.splitlines() if "| train_inner |" in line] \
+        == ["0.0005", "0.00025", "0"]
+    assert float(run(["python", ROOT / "scripts/lib/train_stats.py", "--seconds-per-update", tmp_path / "pre/train.log"]).stdout) > 0
     stats = json.loads(run(["python", ROOT / "scripts/lib/train_stats.py", "--columns", tmp_path / "pre/train.log"]).stdout)
     assert stats["pretraining updates"] == 3 and stats["tokens/s"] > 0
     finetune = script("finetune_cls.sh") + [cls_bin, tmp_path / "group/seed1", "--arch", "electra_tiny",
@@ -197,4 +204,12 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                    "--pretrained", "missing.pt")
     one_line_error(run(script("finetune_cls.sh") + [en_bin, tmp_path / "ft", "--arch", "roberta_l2_h128"], check=False),
                    "prepare_glue.sh")
-    assert not (tmp_path / "pre").exists() and not (tmp_path / "ft").exists()
+    one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
+                                                    "--minutes", "1", "--schedule", "linear"], check=False),
+                   "--schedule linear needs --max-update")
+    one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
+                                                    "--max-update", "1", "--schedule", "cosine"], check=False),
+                   "--schedule must be inverse_sqrt or linear, got 'cosine'")
+    one_line_error(run(script("electra_vs_mlm.sh") + [tmp_path / "raw", tmp_path / "study", "--calibration-updates", "10"],
+                       check=False), "--calibration-updates must be an integer >= 50, got '10'")
+    assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))

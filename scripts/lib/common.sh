@@ -5,7 +5,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 USER_DIR=$ROOT/fairseq_compress
-export PATH=$VENV/bin:$PATH
+# The venv's tools, unless the caller's PATH holds the venv already: then its order stands
+# (the test suite puts shims of the fairseq tools in front, tests/cli_server.py).
+[[ :$PATH: == *":$VENV/bin:"* ]] || export PATH=$VENV/bin:$PATH
 
 die() { echo "error: $*" >&2; exit 2; }
 log() { echo "[$(basename "$0")] $*" >&2; }
@@ -140,7 +142,8 @@ run_training() {
 
 # require_arch ARCH HINT: ARCH is a registered fairseq architecture.
 require_arch() {
-  "$PY" -c "import sys, fairseq_compress; from fairseq.models import ARCH_MODEL_REGISTRY as r; sys.exit(sys.argv[1] not in r)" "$1" 2>/dev/null \
+  # fairseq-train's own --arch choices, with the plugin's: its --help exits 0 only for a registered one.
+  fairseq-train --user-dir "$USER_DIR" --arch "$1" --help >/dev/null 2>&1 \
     || die "--arch $1 is not a registered architecture ($2)"
 }
 

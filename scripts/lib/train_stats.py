@@ -1,6 +1,8 @@
 """The last end-of-epoch '| train |' statistics of a fairseq-train log (simple
 format) as JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns,
-the pretraining columns of a results table instead; with --field NAME, one value."""
+the pretraining columns of a results table instead; with --field NAME, one value;
+with --seconds-per-update, the wall-clock seconds per update between the log's first
+and last '| train_inner |' lines (start-up and the first interval left out)."""
 import argparse
 import json
 import re
@@ -16,14 +18,32 @@ def last_train_stats(log_text):
     return {key: float(value) for key, value in FIELD.findall(lines[-1].rstrip())}
 
 
+def seconds_per_update(log_text):
+    points = [dict((k, float(v)) for k, v in FIELD.findall(line.rstrip()))
+              for line in log_text.splitlines() if "| train_inner |" in line]
+    points = [p for p in points if "num_updates" in p and "wall" in p]
+    if len(points) < 2:
+        return None
+    first, last = points[0], points[-1]
+    return (last["wall"] - first["wall"]) / (last["num_updates"] - first["num_updates"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("log")
     parser.add_argument("--columns", action="store_true")
     parser.add_argument("--field", help="print this statistic alone (integers without a decimal point)")
+    parser.add_argument("--seconds-per-update", action="store_true")
     args = parser.parse_args()
     with open(args.log, encoding="utf-8") as f:
-        stats = last_train_stats(f.read())
+        text = f.read()
+    if args.seconds_per_update:
+        rate = seconds_per_update(text)
+        if rate is None:
+            sys.exit(f"error: {args.log} has fewer than two '| train_inner |' lines (lower --log-interval)")
+        print(f"{rate:.4f}")
+        return
+    stats = last_train_stats(text)
     if stats is None:
         sys.exit(f"error: {args.log} has no '| train |' line (did the run finish?)")
     if args.field:
