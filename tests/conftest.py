@@ -109,6 +109,29 @@ TRAIN_MT = [
 ]
 
 
+# fairseq-train options of the masked-LM / ELECTRA tests (the MT ones: TRAIN_MT).
+TRAIN_MLM = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
+             "--no-progress-bar", "--log-interval", "1", "--num-workers", "0", "--no-epoch-checkpoints",
+             "--log-format", "simple"]
+ELECTRA_TOKENS_PER_SAMPLE = 64
+ELECTRA_PRETRAIN = ["--task", "masked_lm", "--criterion", "electra", "--arch", "electra_tiny",
+                    "--mask-prob", "0.15", "--leave-unmasked-prob", "0.15", "--random-token-prob", "0.0",
+                    "--tokens-per-sample", ELECTRA_TOKENS_PER_SAMPLE, "--max-tokens", "1024"]
+
+
+def script(name):
+    """The command of the pipeline scripts/NAME."""
+    return ["bash", ROOT / "scripts" / name]
+
+
+WORDS = "the a red blue green cat dog house tree river stone light dark big small old new".split()
+MOTS = "le la rouge bleu vert chat chien maison arbre rivière pierre lumière sombre grand petit vieux neuf".split()
+
+
+def sentences(n, vocabulary, offset=0):
+    """n deterministic sentences of 4-9 words of `vocabulary`."""
+    return [" ".join(vocabulary[(i * 7 + j * 3 + offset) % len(vocabulary)] for j in range(4 + i % 6)) for i in range(n)]
+
 @pytest.fixture(scope="session")
 def mt_data(tmp_path_factory):
     """A slice of the shipped EN-FR corpus, prepared by scripts/prepare_mt.sh."""

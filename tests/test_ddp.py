@@ -4,8 +4,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TRAIN_MT, USER_DIR, run
-from test_electra import ELECTRA_PRETRAIN, TRAIN as TRAIN_MLM
+from conftest import ELECTRA_PRETRAIN, ROOT, TRAIN_MLM, TRAIN_MT, USER_DIR, run
 
 LAUNCH = ["bash", ROOT / "scripts/train_ddp_cpu.sh", "2", "--"]
 DUMPING = {"FAIRSEQ_TRAIN": f"{sys.executable} {ROOT / 'tests/train_dumping_ranks.py'}"}

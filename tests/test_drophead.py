@@ -17,7 +17,7 @@ from fairseq_compress.modules.scheduled_drophead import (
     drophead_schedule,
 )
 
-from conftest import TRAIN_MT, USER_DIR, run
+from conftest import TRAIN_MT, USER_DIR, WORDS, run, script, sentences
 
 EMBED, HEADS, SRC, TGT, BATCH = 64, 4, 7, 5, 3
 
@@ -315,7 +315,6 @@ def test_generate_with_beam_search_after_drophead_training(mt_data, drophead_run
 
 
 def test_roberta_trains_with_drophead(tmp_path):
-    from test_pipelines import WORDS, sentences, script
 
     raw = tmp_path / "raw"
     raw.mkdir()

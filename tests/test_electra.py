@@ -15,15 +15,7 @@ from fairseq_compress.criterions.electra import ElectraCriterion, gumbel_sample
 from fairseq_compress.errors import ConfigError
 from fairseq_compress.models.electra import ElectraModel, replace_masked
 
-from conftest import USER_DIR, one_line_error, run
-
-TOKENS_PER_SAMPLE = 64
-TRAIN = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
-         "--no-progress-bar", "--log-interval", "1", "--num-workers", "0", "--no-epoch-checkpoints",
-         "--log-format", "simple"]
-ELECTRA_PRETRAIN = ["--task", "masked_lm", "--criterion", "electra", "--arch", "electra_tiny",
-                    "--mask-prob", "0.15", "--leave-unmasked-prob", "0.15", "--random-token-prob", "0.0",
-                    "--tokens-per-sample", TOKENS_PER_SAMPLE, "--max-tokens", "1024"]
+from conftest import ELECTRA_PRETRAIN, ELECTRA_TOKENS_PER_SAMPLE, TRAIN_MLM, USER_DIR, one_line_error, run
 
 
 def build(en_bin, *extra):
@@ -207,7 +199,7 @@ def test_bad_flags_raise_config_errors(mlm_data, flags, fragment):
 
 def test_cli_rejects_non_electra_arch_and_bad_weight(mlm_data, tmp_path):
     en_bin, _ = mlm_data
-    args = ["fairseq-train", en_bin, *ELECTRA_PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "x", *TRAIN]
+    args = ["fairseq-train", en_bin, *ELECTRA_PRETRAIN, "--max-update", "1", "--save-dir", tmp_path / "x", *TRAIN_MLM]
     one_line_error(run(args + ["--arch", "roberta_l2_h128"], check=False),
                    "--criterion electra needs an ELECTRA model (--arch electra_tiny|electra_small")
     one_line_error(run(args + ["--disc-weight", "-0.5"], check=False), "--disc-weight must be >= 0")
@@ -220,7 +212,7 @@ def pretrained(mlm_data, tmp_path_factory):
     en_bin, _ = mlm_data
     save = tmp_path_factory.mktemp("electra")
     log = run(["fairseq-train", en_bin, *ELECTRA_PRETRAIN, "--max-update", "6", "--drophead-p", "0.2",
-               "--warmup-updates", "2", "--lr-scheduler", "inverse_sqrt", "--save-dir", save, *TRAIN])
+               "--warmup-updates", "2", "--lr-scheduler", "inverse_sqrt", "--save-dir", save, *TRAIN_MLM])
     return save / "checkpoint_last.pt", log.stdout + log.stderr
 
 
@@ -246,11 +238,11 @@ def test_finetune_drops_the_generator_and_validates(pretrained, mlm_data, tmp_pa
     n_classes = len((cls_bin / "label/dict.txt").read_text().splitlines())
     save = tmp_path / "ft"
     classify = ["--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", n_classes,
-                "--max-positions", TOKENS_PER_SAMPLE, "--shorten-method", "truncate"]
+                "--max-positions", ELECTRA_TOKENS_PER_SAMPLE, "--shorten-method", "truncate"]
     run(["fairseq-train", cls_bin, *classify, "--arch", "electra_tiny", "--init-token", "0", "--separator-token", "2",
          "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
          "--batch-size", "16", "--max-update", "6", "--best-checkpoint-metric", "accuracy",
-         "--maximize-best-checkpoint-metric", "--save-dir", save, *TRAIN])
+         "--maximize-best-checkpoint-metric", "--save-dir", save, *TRAIN_MLM])
     finetuned = torch.load(save / "checkpoint_best.pt", map_location="cpu", weights_only=False)["model"]
     assert not any(k.startswith("encoder.generator.") for k in finetuned)
     pretrained_state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]

@@ -5,15 +5,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, one_line_error, run
-
-WORDS = "the a red blue green cat dog house tree river stone light dark big small old new".split()
-MOTS = "le la rouge bleu vert chat chien maison arbre rivière pierre lumière sombre grand petit vieux neuf".split()
-
-
-def sentences(n, vocabulary, offset=0):
-    return [" ".join(vocabulary[(i * 7 + j * 3 + offset) % len(vocabulary)] for j in range(4 + i % 6)) for i in range(n)]
-
+from conftest import MOTS, ROOT, WORDS, one_line_error, run, script, sentences
 
 def write_parallel(directory, compress=False):
     """WMT14 layout: {train,valid,test}.{en,fr}, line-aligned."""
@@ -28,10 +20,6 @@ def write_parallel(directory, compress=False):
             else:
                 path.write_text(text)
     return directory
-
-
-def script(name):
-    return ["bash", ROOT / "scripts" / name]
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])

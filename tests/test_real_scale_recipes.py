@@ -3,8 +3,7 @@ the real layouts (statmt WMT14 archives, one-sentence-a-line dumps), feeding the
 same training pipelines as the shipped corpus."""
 import gzip
 
-from conftest import RAW, one_line_error, run
-from test_pipelines import script
+from conftest import RAW, one_line_error, run, script
 
 
 def shipped_lines(name, start, n):

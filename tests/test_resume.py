@@ -9,8 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TRAIN_MT, command_env, run
-from test_electra import ELECTRA_PRETRAIN, TRAIN as TRAIN_MLM
+from conftest import ELECTRA_PRETRAIN, ROOT, TRAIN_MLM, TRAIN_MT, command_env, run
 
 DUMPING = [sys.executable, ROOT / "tests/train_dumping_ranks.py"]  # fairseq-train + per-save dumps of state and rates
 MAX_UPDATE = 12
