@@ -86,6 +86,9 @@ def load_state(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.file_io.PathManager.rename (os.rename), which fairseq_hooks
+# replaces with this: the same rename, plus the fsyncs. Checked by tests/test_fairseq_hooks.py::
+# test_durable_replace_fsyncs_the_data_before_the_rename_and_the_directory_after.
 def durable_replace(partial, path):
     """Rename `partial` over `path` so that after a crash or a power loss `path` is the
     old file or the whole new one: the data is fsynced before the rename, and the

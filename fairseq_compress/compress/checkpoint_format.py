@@ -29,6 +29,8 @@ FORMAT_VERSION = 1
 STORED_FLOAT = torch.float16
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.quantization.pq.pq.PQ.decode (the fully connected
+# case). Held equal by tests/test_ipq.py::test_pq_layout_matches_fairseq.
 def pq_decode(centroids, codes, shape):
     """The weight [out, in...] whose blocks are ``centroids[codes]`` (fairseq PQ layout)."""
     out_features, block = shape[0], centroids.size(1)

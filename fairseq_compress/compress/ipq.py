@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 QUANTIZABLE = (nn.Linear, nn.Embedding)
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.quantization.pq.em.EM (E and M steps, an empty cluster
+# split from the most populated one), with k-means++ seeds instead of EM's random columns. No test holds
+# the two equal (the seeds differ, so the centroids do); tests/test_ipq.py::test_kmeans_finds_separated_clusters
+# and ::test_kmeans_fills_empty_clusters check the clustering.
 def kmeans(vectors, n_centroids, n_iter=15, seed=0):
     """Centroids [k, d] and assignments [n] of `vectors` [n, d]: Lloyd's
     iterations from k-means++ seeds; as in fairseq's EM, an empty cluster takes
@@ -79,6 +83,8 @@ def nearest(vectors, centroids, chunk=1 << 16):
     return torch.cat([(sq_norms - 2 * part @ centroids.T).argmin(1) for part in vectors.split(chunk)])
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.quantization.pq.pq.PQ._reshape (the Linear case: the
+# block order of PQ.W). Held equal by tests/test_ipq.py::test_pq_layout_matches_fairseq.
 def pq_blocks(weight, block_size):
     """The blocks of `weight` [out, in] in fairseq PQ order (block index major, row minor)."""
     out_features = weight.size(0)

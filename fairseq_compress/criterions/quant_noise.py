@@ -71,6 +71,12 @@ def straight_through(weight, noised):
     return weight + (noised - weight).detach()
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.quant_noise.quant_noise's forward pre-hook, the
+# nn.Linear / nn.Embedding case (one Bernoulli(p) drop per block of block_size input features of a row,
+# survivors scaled by 1 / (1 - p)), but functionally (weight.data is never written), with a straight-through
+# gradient, and with convolutions blocked over their flattened input features. No test holds it equal to the
+# hook (which writes the stored weights); tests/test_quant_noise.py::test_pq_noise_drops_whole_blocks_and_keeps_the_expectation
+# and ::test_pq_noise_gradient_is_straight_through check the math.
 def pq_noise(weight, p, block_size):
     """Zero each block of `block_size` consecutive input features of a row with
     probability p; survivors scaled by 1 / (1 - p), so the expectation is the weight."""

@@ -50,6 +50,9 @@ class ProjectedTransformerEncoder(TransformerEncoder):
         return x, embed
 
 
+# Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.models.roberta.model.RobertaLMHead (dense -> activation ->
+# LayerNorm -> projection tied to the embedding + bias), with the dense layer mapping the generator's width to
+# the embedding size. No test holds the two equal: their shapes differ whenever those widths do.
 class GeneratorHead(nn.Module):
     """ELECTRA's MLM output layer: dense -> activation -> LayerNorm -> logits tied to
     the input embedding (+ bias). Like fairseq's RobertaLMHead, except that the

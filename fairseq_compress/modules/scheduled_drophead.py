@@ -99,6 +99,10 @@ class DropHeadMultiheadAttention(MultiheadAttention):
             mask = mask + attn_mask
         return mask
 
+    # Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.multihead_attention.MultiheadAttention.forward,
+    # the training path without incremental_state, add_bias_kv or add_zero_attn (with _split_heads and
+    # _additive_mask above), plus the DropHead mask before out_proj. Held equal, every head kept (outputs and
+    # weights), by tests/test_drophead.py::test_drophead_path_with_every_head_kept_equals_stock_in_training.
     def _drophead_forward(self, query, key, value, key_padding_mask, need_weights, attn_mask, need_head_weights=False):
         """DropHead attention; the weights returned are fairseq's: the attention
         probabilities before dropout, [heads, batch, tgt, src] with
