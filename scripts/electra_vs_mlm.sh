@@ -68,18 +68,21 @@ done
 mkdir -p "$OUT/scratch"
 echo '{"pretraining updates": 0, "tokens/s": "-"}' > "$OUT/scratch/group.json"
 
-# finetune NAME ARCH PRETRAINED [-- fairseq-train args]: every seed.
+# finetune NAME ARCH PRETRAINED [-- fairseq-train args]: every seed, on one core.
 finetune() {
   local name=$1 arch=$2 pretrained=$3 seed result; shift 3
   for seed in $SEEDS; do
-    result=$(bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$name/seed$seed" --arch "$arch" \
-      ${pretrained:+--pretrained "$pretrained"} --max-update "$MAX_UPDATE" --seed "$seed" "$@")
+    result=$(OMP_NUM_THREADS=1 bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$name/seed$seed" \
+      --arch "$arch" ${pretrained:+--pretrained "$pretrained"} --max-update "$MAX_UPDATE" --seed "$seed" "$@")
     log "$name seed $seed: $result"
   done
 }
+# The two pretrained models side by side, then the baseline.
 # shellcheck disable=SC2086
-finetune electra electra_small "$OUT/electra/pretrain/checkpoint_last.pt" -- $DEPTH
+finetune electra electra_small "$OUT/electra/pretrain/checkpoint_last.pt" -- $DEPTH &
+electra_finetune=$!
 finetune mlm "$MLM_ARCH" "$OUT/mlm/pretrain/checkpoint_last.pt"
+wait "$electra_finetune" || die "an ELECTRA fine-tuning failed (logs: $OUT/electra/seed*/train.log)"
 finetune scratch "$MLM_ARCH" ""
 
 echo "ELECTRA vs MLM, $MINUTES min of pretraining each (one core each, at the same time, linear decay), cls fine-tuning ($MAX_UPDATE updates):"

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from train_stats import FIELD  # noqa: E402
+import train_stats  # noqa: E402
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")
 MLM_METRICS = ("ppl",)
@@ -19,13 +19,8 @@ MLM_METRICS = ("ppl",)
 
 def inner_points(log_path):
     """[(num_updates, {metric: value})] of every '| train_inner |' line."""
-    points = []
     with open(log_path, encoding="utf-8") as f:
-        for line in f:
-            if "| train_inner |" in line:
-                stats = {k: float(v) for k, v in FIELD.findall(line.rstrip())}
-                if "num_updates" in stats:
-                    points.append((int(stats["num_updates"]), stats))
+        points = [(int(stats["num_updates"]), stats) for stats in train_stats.inner_points(f.read())]
     if not points:
         sys.exit(f"error: {log_path} has no '| train_inner |' line (was it trained with --log-format simple?)")
     return points

@@ -1,14 +1,15 @@
 """The last end-of-epoch '| train |' statistics of a fairseq-train log (simple
 format) as JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns,
 the pretraining columns of a results table instead; with --field NAME, one value;
-with --seconds-per-update, the wall-clock seconds per update between the log's first
-and last '| train_inner |' lines (start-up and the first interval left out)."""
+with --seconds-per-update, the training seconds per update (fairseq's train_wall: validation,
+saving and start-up left out) after the log's first '| train_inner |' line."""
 import argparse
 import json
 import re
 import sys
 
-FIELD = re.compile(r"\| (\w+) ([-0-9.e+]+)(?= \||$)")
+FIELD = re.compile(r"\| (\w+) ([-0-9.e+]+)(?= \||$)")  # end-of-epoch lines: "| loss 9.1 | ppl 548 |"
+INNER_FIELD = re.compile(r"(\w+)=([-0-9.e+]+)")  # '| train_inner |' lines: "loss=9.1, ppl=548, ..."
 
 
 def last_train_stats(log_text):
@@ -18,14 +19,20 @@ def last_train_stats(log_text):
     return {key: float(value) for key, value in FIELD.findall(lines[-1].rstrip())}
 
 
-def seconds_per_update(log_text):
-    points = [dict((k, float(v)) for k, v in FIELD.findall(line.rstrip()))
+def inner_points(log_text):
+    """[{metric: value}] of every '| train_inner |' line that has num_updates."""
+    points = [{k: float(v) for k, v in INNER_FIELD.findall(line)}
               for line in log_text.splitlines() if "| train_inner |" in line]
-    points = [p for p in points if "num_updates" in p and "wall" in p]
+    return [p for p in points if "num_updates" in p]
+
+
+def seconds_per_update(log_text):
+    points = [p for p in inner_points(log_text) if "train_wall" in p]
     if len(points) < 2:
         return None
     first, last = points[0], points[-1]
-    return (last["wall"] - first["wall"]) / (last["num_updates"] - first["num_updates"])
+    # train_wall is each logging interval's own training time; the first holds the start-up
+    return sum(p["train_wall"] for p in points[1:]) / (last["num_updates"] - first["num_updates"])
 
 
 def main():
