@@ -58,14 +58,14 @@ def _prune(args):
 
 
 def _plot(args):
-    from .compress.curves import plot_curves
+    from .sweep_curves import plot_curves
 
     lines = plot_curves(args.sweep_dir, args.x, args.y, args.out)
     print(f"{args.out}: {len(lines)} lines: {'; '.join(lines)}")
 
 
 def _summarize(args):
-    from .compress.curves import summarize
+    from .sweep_curves import summarize
 
     summarize(args.sweep_dir, args.y, args.csv)
 
@@ -81,7 +81,7 @@ def add_compress_command(commands, name, help, run):
 
 
 def build_parser():
-    from .compress.magnitude import DEFAULT_TARGETS
+    from .compress.magnitude_pruning import DEFAULT_TARGETS
 
     parser = argparse.ArgumentParser(prog="fairseq-compress", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -5,7 +5,8 @@ functions, each once, whatever was imported first:
 
 | fairseq attribute | becomes | why |
 |---|---|---|
-| ``checkpoint_utils.load_checkpoint_to_cpu`` | ``load_checkpoint`` | torch's safe unpickler with the allow-list, one-line errors for unsafe or damaged files, the int8 override, compressed files and pruning masks decoded |
+| ``checkpoint_utils.load_checkpoint_to_cpu`` | ``load_checkpoint`` | torch's safe unpickler with the allow-list, one-line errors for unsafe or damaged files, the int8 override, compressed files decoded |
+| ``BaseFairseqModel.upgrade_state_dict`` | folds pruning masks first | a pruning task's checkpoint stores ``original`` and ``mask``; a model without those parametrizations (a stock arch in ``fairseq-generate``) reads ``original * mask`` as its weight, a pruning task's model keeps them |
 | ``file_io.PathManager.copy`` | atomic, durable copy | fairseq copies over ``checkpoint_last.pt`` in place: a kill mid-copy truncated it |
 | ``file_io.PathManager.rename`` | fsync, rename, fsync the directory | after a power loss the rename of fairseq's atomic save could survive while the data did not |
 | ``data.data_utils.batch_by_size`` | keeps the last batch | fairseq 0.12 drops it when its size is not a multiple of ``--required-batch-size-multiple`` (fairseq issue 5036): the longest sentences went unscored |
@@ -21,10 +22,11 @@ import numpy as np
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 from fairseq.file_io import PathManager
+from fairseq.models import BaseFairseqModel
 
 from . import checkpoint_safety, errors
 from .compress import checkpoint_format
-from .modules import int8_inference
+from .modules import int8_inference, weight_parametrizations
 
 # (owner, attribute name) -> (original, replacement)
 INSTALLED: Dict[Tuple[object, str], Tuple[Callable, Callable]] = {}
@@ -40,6 +42,21 @@ def load_checkpoint(load: Callable) -> Callable:
         return checkpoint_format.decode_checkpoint(state)
 
     return load_checkpoint_to_cpu
+
+
+def fold_pruning_masks(upgrade: Callable) -> Callable:
+    """fairseq's state-dict upgrade, after folding the pruning masks this model does not
+    parametrize: the loading model says which to keep, not a process-wide setting."""
+
+    def upgrade_state_dict(model, state_dict):
+        if any(name.endswith(weight_parametrizations.PARAMETRIZED_WEIGHT) for name in state_dict):
+            keep = weight_parametrizations.parametrized_weight_names(model)
+            folded = weight_parametrizations.fold_pruning_masks(state_dict, keep)
+            state_dict.clear()  # fairseq upgrades in place
+            state_dict.update(folded)
+        return upgrade(model, state_dict)
+
+    return upgrade_state_dict
 
 
 def keep_last_batch(batch_by_size: Callable) -> Callable:
@@ -66,15 +83,25 @@ def _replace(owner, name: str, make: Callable[[Callable], Callable], static: boo
     INSTALLED[key] = (current, getattr(owner, name))
 
 
+def _replacements():
+    """(owner, attribute, make replacement from the original, is a staticmethod), as in the table above."""
+    return [
+        (checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint, False),
+        (BaseFairseqModel, "upgrade_state_dict", fold_pruning_masks, False),
+        (PathManager, "copy", checkpoint_safety.atomic_copy, True),
+        (PathManager, "rename", lambda rename: checkpoint_safety.durable_replace, True),
+        (data_utils, "batch_by_size", keep_last_batch, False),
+        (sys, "excepthook", errors.print_user_errors, False),
+    ]
+
+
 def install() -> None:
     checkpoint_safety.allow_fairseq_checkpoint_globals()
-    _replace(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint)
-    _replace(PathManager, "copy", checkpoint_safety.atomic_copy, static=True)
-    _replace(PathManager, "rename", lambda rename: checkpoint_safety.durable_replace, static=True)
-    _replace(data_utils, "batch_by_size", keep_last_batch)
-    _replace(sys, "excepthook", errors.print_user_errors)
+    for owner, name, make, static in _replacements():
+        _replace(owner, name, make, static)
 
 
 def installed() -> bool:
     """Whether every replacement is the one in effect."""
-    return len(INSTALLED) == 5 and all(getattr(owner, name) is new for (owner, name), (_, new) in INSTALLED.items())
+    return len(INSTALLED) == len(_replacements()) and all(
+        getattr(owner, name) is new for (owner, name), (_, new) in INSTALLED.items())

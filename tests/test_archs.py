@@ -5,7 +5,7 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 
 import fairseq_compress  # noqa: F401  (registers the archs)
-from fairseq_compress.models.sizes import DEPTHS, WIDTHS
+from fairseq_compress.models.arch_grid import DEPTHS, WIDTHS
 
 from conftest import USER_DIR
 

@@ -7,17 +7,18 @@ import re
 import pytest
 import torch
 from conftest import TRAIN_MT, USER_DIR, run
+from fairseq.models import BaseFairseqModel
 from fairseq.modules import MultiheadAttention
 from torch import nn
 from torch.nn.utils import parametrize
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.compress.checkpoint_format import encode_int, int_decode
+from fairseq_compress.modules.weight_parametrizations import PruningMask, accept_dense_weight, masked_weights
 from fairseq_compress.tasks.pruning import (
     PruningOptions,
     attach_masks,
     is_mask_update,
-    masked_weights,
     measured_sparsity,
     target_sparsity,
     update_masks,
@@ -81,20 +82,20 @@ def concatenated_topk_masks(weights, sparsity):
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.999])
 def test_global_threshold_without_concatenation_equals_topk(sparsity, monkeypatch):
-    from fairseq_compress.compress import magnitude
+    from fairseq_compress.compress import magnitude_pruning
 
-    monkeypatch.setattr(magnitude, "CHUNK", 97)  # several chunks per tensor
+    monkeypatch.setattr(magnitude_pruning, "CHUNK", 97)  # several chunks per tensor
     torch.manual_seed(sparsity * 1000)
     weights = [torch.randn(64, 32), torch.randn(128, 64) * 0.1, torch.randn(16, 16) * 3]
     weights[1][:10] = 0  # already pruned rows score 0
-    actual = magnitude.magnitude_masks(weights, sparsity, "global")
+    actual = magnitude_pruning.magnitude_masks(weights, sparsity, "global")
     for a, e in zip(actual, concatenated_topk_masks(weights, sparsity)):
         assert torch.equal(a, e)
 
 
 def test_global_threshold_keeps_the_exact_count_under_ties():
     """fp16 weights take few distinct values: ties at the threshold are common."""
-    from fairseq_compress.compress.magnitude import magnitude_masks
+    from fairseq_compress.compress.magnitude_pruning import magnitude_masks
 
     weights = [torch.tensor([[1.0, 2.0, 2.0], [2.0, 3.0, 0.0]], dtype=torch.float16), torch.full((2, 2), 2.0)]
     keeps = magnitude_masks(weights, 0.5, "global")  # 10 weights, keep 5: the 3 and four of the six 2s
@@ -294,3 +295,34 @@ def test_pruning_task_with_quant_noise_criterion(mt_data, tmp_path):
                     "--criterion", "quant_noise", "--qn-criterion", "label_smoothed_cross_entropy",
                     "--qn-pq", "0.1"])
     check_pruned(pruned_state(tmp_path / "checkpoint_last.pt"), 0.6 * (1 - (1 - 2 / 6) ** 3))
+
+
+class TwoLayers(BaseFairseqModel):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 5), nn.Linear(5, 4)
+
+
+def test_the_loading_model_decides_whether_masks_are_folded_or_kept():
+    pruned = TwoLayers()
+    parametrize.register_parametrization(pruned.fc1, "weight", PruningMask(pruned.fc1.weight))
+    pruned.fc1.parametrizations.weight[0].mask[:, ::2] = False
+    state = pruned.state_dict()
+    assert set(state) == {"fc1.parametrizations.weight.original", "fc1.parametrizations.weight.0.mask",
+                          "fc1.bias", "fc2.weight", "fc2.bias"}
+
+    stock = TwoLayers()  # no parametrizations: reads original * mask
+    stock.load_state_dict(dict(state))
+    assert torch.equal(stock.fc1.weight, pruned.fc1.weight) and (stock.fc1.weight[:, ::2] == 0).all()
+
+    masked = TwoLayers()  # in the same process, a model with masks keeps them
+    parametrize.register_parametrization(masked.fc1, "weight", PruningMask(masked.fc1.weight))
+    masked.load_state_dict(dict(state))
+    assert torch.equal(masked.fc1.parametrizations.weight[0].mask, pruned.fc1.parametrizations.weight[0].mask)
+    assert torch.equal(masked.fc1.parametrizations.weight.original, pruned.fc1.parametrizations.weight.original)
+
+    # a dense checkpoint into a masked model (the pruning tasks register accept_dense_weight): nothing pruned yet
+    masked.fc1.register_load_state_dict_pre_hook(accept_dense_weight)
+    masked.load_state_dict(dict(stock.state_dict()))
+    assert masked.fc1.parametrizations.weight[0].mask.all()
+    assert torch.equal(masked.fc1.weight, stock.fc1.weight)

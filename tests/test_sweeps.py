@@ -8,7 +8,7 @@ import torch
 import fairseq_compress  # noqa: F401  (its allow-list loads fairseq checkpoints with torch.load)
 
 from conftest import ROOT, USER_DIR, run
-from fairseq_compress.compress.curves import crossover_seconds
+from fairseq_compress.sweep_curves import crossover_seconds
 
 CONFIG_DIR = ROOT / "fairseq_compress" / "config"
 

@@ -201,39 +201,9 @@ def decode_state_dict(model_state):
     return decoded
 
 
-# Checkpoints of the pruning tasks store a target weight as its parametrization:
-# NAME.parametrizations.weight.original and the mask NAME.parametrizations.weight.0.mask.
-PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
-PRUNING_MASK = ".parametrizations.weight.0.mask"
-_keep_pruning_masks = False
-
-
-def keep_pruning_masks():
-    """Called when a pruning task is set up: its models are built with masks,
-    so checkpoints keep them; every other model gets plain pruned weights."""
-    global _keep_pruning_masks
-    _keep_pruning_masks = True
-
-
-def fold_pruning_masks(model_state):
-    """NAME.weight = original * mask for every masked weight, as stock models expect."""
-    folded = {}
-    for name, tensor in model_state.items():
-        if name.endswith(PARAMETRIZED_WEIGHT):
-            prefix = name[: -len(PARAMETRIZED_WEIGHT)]
-            mask = model_state.get(prefix + PRUNING_MASK)
-            folded[prefix + ".weight"] = tensor * mask if mask is not None else tensor
-        elif ".parametrizations.weight." not in name:
-            folded[name] = tensor
-    return folded
-
-
 def decode_checkpoint(state):
-    """Turn a loaded checkpoint (compressed or with pruning masks) into the
-    dense state dict the model in this process expects, in place."""
+    """Turn a loaded checkpoint, compressed or not, into the dense state dict that the
+    model's own ``load_state_dict`` expects, in place."""
     if isinstance(state, dict) and state.get(FORMAT_KEY):
         state["model"] = decode_state_dict(state["model"])
-    if isinstance(state, dict) and isinstance(state.get("model"), dict) and not _keep_pruning_masks:
-        if any(name.endswith(PARAMETRIZED_WEIGHT) for name in state["model"]):
-            state["model"] = fold_pruning_masks(state["model"])
     return state

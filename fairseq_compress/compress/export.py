@@ -7,11 +7,10 @@ without building the model; checkpoints of the pruning tasks are folded first.""
 import re
 
 from ..errors import ConfigError
-from .checkpoint_format import (encode_dense, encode_weight, fold_pruning_masks, load_dense_checkpoint, tie_key,
-                                with_aliases, write_compressed)
-from .magnitude import DEFAULT_TARGETS, magnitude_masks
-
-ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8)
+from ..modules.weight_parametrizations import fold_pruning_masks
+from .checkpoint_format import encode_dense, encode_weight, load_dense_checkpoint, tie_key, with_aliases, write_compressed
+from .magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
+from .scalar_quantizer import BITS
 
 
 def is_weight_matrix(name, tensor):
@@ -31,8 +30,8 @@ def prune_state(state, sparsity, scope, targets):
 def export_checkpoint(path, out, bits=None, sparsity=0.0, scope="global", targets=DEFAULT_TARGETS, exclude=None):
     """Write `out`: the checkpoint at `path` pruned to `sparsity` and/or with its
     weight matrices (except names matching `exclude`) at `bits` bits."""
-    if bits is not None and bits not in ALLOWED_BITS:
-        raise ConfigError(f"--bits {bits}: allowed values are {', '.join(map(str, ALLOWED_BITS))}")
+    if bits is not None and bits not in BITS:
+        raise ConfigError(f"--bits {bits}: allowed values are {', '.join(map(str, BITS))}")
     if not 0 <= sparsity < 1:
         raise ConfigError(f"--sparsity must be in [0, 1), got {sparsity}")
     source = load_dense_checkpoint(path)

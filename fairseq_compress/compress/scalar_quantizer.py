@@ -10,6 +10,7 @@ from typing import Tuple
 
 import torch
 
+BITS = (2, 3, 4, 5, 6, 7, 8)  # what --bits, --qat-bits and --qn-bits accept
 
 def scalar_quantize(weight: torch.Tensor, bits: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(integer values in [-q, q], fp32 scale per output row) with q = 2^(bits-1) - 1."""

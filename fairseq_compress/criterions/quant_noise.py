@@ -26,7 +26,7 @@ from fairseq.utils import safe_getattr
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..compress.scalar_quantizer import fake_quantize
+from ..compress.scalar_quantizer import BITS, fake_quantize
 from ..errors import ConfigError
 
 INNER_CRITERIA = ("cross_entropy", "label_smoothed_cross_entropy", "masked_lm", "sentence_prediction", "electra")
@@ -262,7 +262,7 @@ def check_options(cfg):
             raise ConfigError(f"{flag} must be in [0, 1), got {p}")
     if cfg.qn_block_size < 1:
         raise ConfigError(f"--qn-block-size must be a positive integer, got {cfg.qn_block_size}")
-    if not 2 <= cfg.qn_bits <= 8:
+    if cfg.qn_bits not in BITS:
         raise ConfigError(f"--qn-bits must be in [2, 8], got {cfg.qn_bits}")
     try:
         re.compile(cfg.qn_exclude)

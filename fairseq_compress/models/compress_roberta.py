@@ -13,7 +13,7 @@ from fairseq.utils import safe_getattr
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .activation_checkpointing import ActivationCheckpointingMixin
-from .sizes import FFN_RATIO, heads_for, register_sized_archs
+from .arch_grid import FFN_RATIO, heads_for, register_sized_archs
 
 MODEL_NAME = "compress_roberta"
 

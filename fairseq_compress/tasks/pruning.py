@@ -27,13 +27,11 @@ from omegaconf import II
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..compress import checkpoint_format
-from ..compress.scalar_quantizer import fake_quantize
-from ..compress.magnitude import DEFAULT_TARGETS, magnitude_masks
+from ..compress.magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
+from ..compress.scalar_quantizer import BITS
 from ..errors import ConfigError
+from ..modules.weight_parametrizations import PruningMask, QATQuantizer, accept_dense_weight, masked_weights
 from .registry import register_mixin_task
-
-QAT_BITS = (2, 3, 4, 5, 6, 7, 8)
 
 
 @dataclass
@@ -54,26 +52,6 @@ class PruningOptions(FairseqDataclass):
     ddp_backend: str = II("distributed_training.ddp_backend")
 
 
-class Mask(nn.Module):
-    def __init__(self, weight):
-        super().__init__()
-        self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
-
-    def forward(self, weight):
-        return weight * self.mask
-
-
-class FakeQuantize(nn.Module):
-    """The scalar quantizer as a parametrization: symmetric per output row, straight-through."""
-
-    def __init__(self, bits):
-        super().__init__()
-        self.bits = bits
-
-    def forward(self, weight):
-        return fake_quantize(weight, self.bits)
-
-
 def check_options(cfg):
     if cfg.ddp_backend == "fully_sharded":
         raise ConfigError("the *_pruning tasks do not work with --ddp-backend fully_sharded (it flattens the weights "
@@ -92,8 +70,8 @@ def check_options(cfg):
         re.compile(cfg.prune_targets)
     except re.error as error:
         raise ConfigError(f"--prune-targets is not a valid regex ({error}): {cfg.prune_targets}") from None
-    if cfg.qat_bits is not None and cfg.qat_bits not in QAT_BITS:
-        raise ConfigError(f"--qat-bits must be one of {', '.join(map(str, QAT_BITS))}, got {cfg.qat_bits}")
+    if cfg.qat_bits is not None and cfg.qat_bits not in BITS:
+        raise ConfigError(f"--qat-bits must be one of {', '.join(map(str, BITS))}, got {cfg.qat_bits}")
 
 
 def attach_masks(model, cfg):
@@ -104,28 +82,10 @@ def attach_masks(model, cfg):
         raise ConfigError(f"--prune-targets {cfg.prune_targets} matches no Linear layer of --arch "
                           f"{type(model).__name__}")
     for module in targets:
-        parametrize.register_parametrization(module, "weight", Mask(module.weight))
-        module._register_load_state_dict_pre_hook(accept_dense_weight)
+        parametrize.register_parametrization(module, "weight", PruningMask(module.weight))
+        module.register_load_state_dict_pre_hook(accept_dense_weight)
         if cfg.qat_bits is not None:
-            parametrize.register_parametrization(module, "weight", FakeQuantize(cfg.qat_bits))
-
-
-def accept_dense_weight(state_dict, prefix, *args):
-    """Load a dense checkpoint (--restore-file of an unpruned model) into a masked
-    module: its weight becomes the original, with nothing pruned yet."""
-    if prefix + "weight" in state_dict:
-        weight = state_dict.pop(prefix + "weight")
-        state_dict[prefix + "parametrizations.weight.original"] = weight
-        state_dict.setdefault(prefix + "parametrizations.weight.0.mask", torch.ones_like(weight, dtype=torch.bool))
-
-
-def masked_weights(model):
-    """(original weight, mask) of every pruning target."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            parametrizations = module.parametrizations.weight
-            if isinstance(parametrizations[0], Mask):
-                yield parametrizations.original, parametrizations[0].mask
+            parametrize.register_parametrization(module, "weight", QATQuantizer(cfg.qat_bits))
 
 
 def target_sparsity(cfg, update):
@@ -176,8 +136,6 @@ class PruningMixin:
         check_options(cfg)
         super().__init__(cfg, *args, **kwargs)
         self.last_logged_update = None
-        # checkpoints loaded in this process are read with their masks
-        checkpoint_format.keep_pruning_masks()
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)

@@ -1,0 +1,86 @@
+"""The ``torch.nn.utils.parametrize`` parametrizations of a pruned (and quantization-aware)
+weight, and how checkpoints store them.
+
+A target ``Linear`` of the pruning tasks has ``PruningMask`` as its first parametrization and,
+with ``--qat-bits``, ``QATQuantizer`` as its second; its state dict then holds
+``NAME.parametrizations.weight.original`` and ``NAME.parametrizations.weight.0.mask`` in place
+of ``NAME.weight``. A model without those parametrizations (a stock arch in
+``fairseq-generate``, ``fairseq-compress``) reads the pruned weight ``original * mask`` instead:
+``fold_pruning_masks``, applied where fairseq upgrades a state dict for the model that loads it
+(``fairseq_hooks``).
+"""
+from typing import Collection, Dict, Iterator, Tuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..compress.scalar_quantizer import fake_quantize
+
+PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
+PRUNING_MASK = ".parametrizations.weight.0.mask"
+_PARAMETRIZATION_STATE = ".parametrizations.weight."
+
+
+class PruningMask(nn.Module):
+    """weight * mask; the mask is a bool buffer (saved, restored on resume), all ones at first."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask
+
+
+class QATQuantizer(nn.Module):
+    """The scalar quantizer of ``fairseq-compress quantize`` as a parametrization (symmetric per
+    output row, straight-through): quantization-aware training. Not torch.ao's FakeQuantize,
+    which observes a running range instead of each step's weight."""
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(weight, self.bits)
+
+
+def masked_weights(model: nn.Module) -> Iterator[Tuple[nn.Parameter, torch.Tensor]]:
+    """(original weight, mask) of every weight parametrized with a PruningMask."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrizations = module.parametrizations.weight
+            if isinstance(parametrizations[0], PruningMask):
+                yield parametrizations.original, parametrizations[0].mask
+
+
+def accept_dense_weight(module: nn.Module, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
+    """``register_load_state_dict_pre_hook`` of a masked module: a dense checkpoint's NAME.weight
+    (--restore-file of an unpruned model) becomes the original, with nothing pruned yet."""
+    if prefix + "weight" in state_dict:
+        weight = state_dict.pop(prefix + "weight")
+        state_dict[prefix + PARAMETRIZED_WEIGHT[1:]] = weight
+        state_dict.setdefault(prefix + PRUNING_MASK[1:], torch.ones_like(weight, dtype=torch.bool))
+
+
+def fold_pruning_masks(model_state: Dict[str, torch.Tensor],
+                       keep: Collection[str] = ()) -> Dict[str, torch.Tensor]:
+    """NAME.weight = original * mask for every masked weight of `model_state`, as stock models
+    expect, except the NAME.parametrizations.weight.original entries in `keep`, which stay as
+    they are with their mask (the loading model parametrizes them)."""
+    folded = {}
+    for name, tensor in model_state.items():
+        if name.endswith(PARAMETRIZED_WEIGHT) and name not in keep:
+            prefix = name[: -len(PARAMETRIZED_WEIGHT)]
+            mask = model_state.get(prefix + PRUNING_MASK)
+            folded[prefix + ".weight"] = tensor * mask if mask is not None else tensor
+        elif _PARAMETRIZATION_STATE not in name or name[: name.index(_PARAMETRIZATION_STATE)] + PARAMETRIZED_WEIGHT in keep:
+            folded[name] = tensor
+    return folded
+
+
+def parametrized_weight_names(model: nn.Module) -> set:
+    """The NAME.parametrizations.weight.original entries of `model`'s own state dict."""
+    return {f"{name}{PARAMETRIZED_WEIGHT}" if name else PARAMETRIZED_WEIGHT[1:]
+            for name, module in model.named_modules() if parametrize.is_parametrized(module, "weight")}
