@@ -10,6 +10,7 @@ loss = L_gen (mean cross-entropy over masked positions)
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.utils import safe_getattr
-from omegaconf import OmegaConf
+from omegaconf import II
 
 from ..errors import ConfigError
 from ..models.electra import ELECTRA_SIZES, MODEL_NAME
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 class ElectraCriterionConfig(FairseqDataclass):
     disc_weight: float = field(default=50.0, metadata={"help": "weight of the discriminator loss (the paper: 50)"})
     gen_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the generator's sampling"})
+    arch: Optional[str] = II("model._name")  # criteria are built without the model
 
 
 def gumbel_sample(logits, temperature):
@@ -48,7 +50,7 @@ class ElectraCriterion(FairseqCriterion):
             raise ConfigError(f"--disc-weight must be >= 0, got {cfg.disc_weight}")
         if not cfg.gen_temperature > 0:
             raise ConfigError(f"--gen-temperature must be > 0, got {cfg.gen_temperature}")
-        require_electra_arch(arch_of(cfg))
+        require_electra_arch(safe_getattr(cfg, "arch", None))
         self.disc_weight = cfg.disc_weight
         self.gen_temperature = cfg.gen_temperature
         random_token_prob = safe_getattr(getattr(task, "cfg", None), "random_token_prob", 0.0) or 0.0
@@ -120,15 +122,6 @@ class ElectraCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed():
         return True
-
-
-def arch_of(cfg):
-    """The run's --arch, from the root of fairseq's config (criteria are built
-    without the model); None when the criterion is built outside fairseq-train."""
-    if not OmegaConf.is_config(cfg):
-        return None
-    model_cfg = cfg._get_root().get("model")
-    return safe_getattr(model_cfg, "_name", None) or safe_getattr(model_cfg, "arch", None)
 
 
 def require_electra_arch(arch):

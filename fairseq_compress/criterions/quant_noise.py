@@ -192,11 +192,6 @@ class QuantNoiseCriterion(FairseqCriterion):
     @classmethod
     def build_criterion(cls, cfg, task):
         check_options(cfg)
-        model_cfg = OmegaConf.is_config(cfg) and cfg._get_root().get("model")
-        if model_cfg:  # fairseq-train: check the layers before training, on a throwaway copy of the model
-            # (criteria are built without the model; a meta-device copy fails in fairseq's BERT init)
-            check_targets(noised_parameters(task.build_model(model_cfg), re.compile(cfg.qn_exclude)),
-                          cfg.qn_block_size, cfg.qn_pq)
         inner_class = CRITERION_REGISTRY[cfg.qn_criterion]
         inner = inner_class.build_criterion(cfg, task)
         wrapped = type(f"QuantNoise{inner_class.__name__}", (cls,), {"inner_class": inner_class})
@@ -206,8 +201,9 @@ class QuantNoiseCriterion(FairseqCriterion):
         if not model.training or (self.pq == 0 and self.scalar == 0):
             self.noise_of_step.clear()
             return self.inner(model, sample, reduce)
-        if self.targets is None:
+        if self.targets is None:  # criteria are built without the model: check its layers at the first step
             self.targets = noised_parameters(model, self.exclude)
+            check_targets(self.targets, self.block_size, self.pq)
             # the modules that see noise; a tied weight's excluded holders stay exact
             self.holders = {id(module) for module in self.noised_holders(model)}
             self.reruns_layers = recompute_with_noise(model, self.noise_of_step, self.holders)

@@ -161,14 +161,16 @@ class TimedMixin:
         check_drophead_schedule(model, self.cfg.stop_time_minutes)
         return model
 
-    # -- the run's config, which fairseq's loop reads after every update
-    def run_config(self):
+    # -- the root of fairseq's config, which its loop reads after every update. The task writes
+    # optimization.max_update and dataset.validate_interval_updates there to stop and to
+    # validate on time; an II interpolation could only read them.
+    def root_config(self):
         return self.cfg._get_root()
 
     def curve_path(self):
         if self.cfg.curve_file:
             return self.cfg.curve_file
-        return os.path.join(self.run_config().checkpoint.save_dir, CURVE_NAME)
+        return os.path.join(self.root_config().checkpoint.save_dir, CURVE_NAME)
 
     def start(self, update_num):
         """First train step of this process: continue the curve of a resumed run."""
@@ -178,7 +180,7 @@ class TimedMixin:
         self.tokens = last.get("tokens", 0)
         interval = self.cfg.validate_interval_seconds
         self.next_validation = (math.floor(self.clock.seconds / interval) + 1) * interval if interval else None
-        self.user_validate_interval_updates = self.run_config().dataset.validate_interval_updates
+        self.user_validate_interval_updates = self.root_config().dataset.validate_interval_updates
         if is_master():
             os.makedirs(os.path.dirname(os.path.abspath(self.curve_path())), exist_ok=True)
             write_curve(self.curve_path(), self.points)
@@ -201,9 +203,9 @@ class TimedMixin:
         seconds = self.clock.elapsed()
         budget = self.cfg.stop_time_minutes * 60
         if budget and all_ranks_agree(seconds >= budget):
-            self.run_config().optimization.max_update = update_num + 1
+            self.root_config().optimization.max_update = update_num + 1
         if self.next_validation is not None and all_ranks_agree(seconds >= self.next_validation):
-            self.run_config().dataset.validate_interval_updates = update_num + 1
+            self.root_config().dataset.validate_interval_updates = update_num + 1
             while self.next_validation <= seconds:
                 self.next_validation += self.cfg.validate_interval_seconds
 
@@ -225,7 +227,7 @@ class TimedMixin:
         if self.clock is None or self.point_recorded:  # no training yet, or a second valid subset
             return
         self.point_recorded = True
-        self.run_config().dataset.validate_interval_updates = self.user_validate_interval_updates
+        self.root_config().dataset.validate_interval_updates = self.user_validate_interval_updates
         params = sum(p.numel() for p in model.parameters())
         point = {"train_seconds": round(self.clock.seconds, 3), "updates": int(stats["num_updates"]),
                  "tokens": int(self.tokens), "params": params, "flops": flops_estimate(params, self.tokens)}
