@@ -1,5 +1,4 @@
 """tests/cli_server.py: a served command behaves as the script started on its own."""
-import os
 import signal
 import subprocess
 import sys

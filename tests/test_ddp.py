@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ELECTRA_PRETRAIN, ROOT, TRAIN_MLM, TRAIN_MT, USER_DIR, run
+from conftest import ELECTRA_PRETRAIN, ROOT, TRAIN_MLM, TRAIN_MT, run
 
 LAUNCH = ["bash", ROOT / "scripts/train_ddp_cpu.sh", "2", "--"]
 DUMPING = {"FAIRSEQ_TRAIN": f"{sys.executable} {ROOT / 'tests/train_dumping_ranks.py'}"}

@@ -11,7 +11,7 @@ from fairseq import checkpoint_utils, options, tasks
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.criterions import electra as electra_criterion
-from fairseq_compress.criterions.electra import ElectraCriterion, gumbel_sample
+from fairseq_compress.criterions.electra import gumbel_sample
 from fairseq_compress.errors import ConfigError
 from fairseq_compress.models.electra import ElectraModel, replace_masked
 

@@ -9,7 +9,7 @@ import torch
 from fairseq.data import Dictionary, LanguagePairDataset
 
 import fairseq_compress  # noqa: F401
-from fairseq_compress import checkpoint_safety, fairseq_hooks
+from fairseq_compress import checkpoint_safety
 
 from conftest import ROOT, USER_DIR, command_env, run
 

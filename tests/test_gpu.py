@@ -12,7 +12,7 @@ import fairseq_compress  # noqa: F401
 from fairseq_compress.checkpoint_safety import load_state
 from fairseq_compress.compress.ipq import kmeans
 from fairseq_compress.compress.magnitude_pruning import magnitude_masks
-from fairseq_compress.criterions.quant_noise import pq_noise, scalar_noise
+from fairseq_compress.modules.quant_noise import pq_noise, scalar_noise
 from fairseq_compress.modules.scheduled_drophead import DropHeadMultiheadAttention
 from fairseq_compress.tasks.timed import any_rank
 

@@ -273,7 +273,7 @@ def test_quantize_export_of_a_pruned_run_is_sparse(pruned_mt, tmp_path):
 
 
 def test_quant_noise_goes_in_under_the_mask():
-    from fairseq_compress.criterions.quant_noise import noised_parameters, pq_noise, swapped_parameters
+    from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, swapped_parameters
 
     model = two_layers()
     attach_masks(model, options(prune_targets="a|b"))

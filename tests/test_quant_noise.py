@@ -8,13 +8,9 @@ import torch
 from fairseq import options, tasks
 
 import fairseq_compress  # noqa: F401
-from fairseq_compress.criterions.quant_noise import (
-    DEFAULT_EXCLUDE,
-    fake_quantize,
-    noised_parameters,
-    pq_noise,
-    scalar_noise,
-)
+from fairseq_compress.compress.scalar_quantizer import fake_quantize
+from fairseq_compress.criterions.quant_noise import DEFAULT_EXCLUDE
+from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, scalar_noise
 
 from conftest import TRAIN_MT, USER_DIR, one_line_error, run
 
