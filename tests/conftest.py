@@ -1,6 +1,7 @@
 import atexit
 import functools
 import gzip
+import inspect
 import os
 import re
 import shutil
@@ -23,6 +24,22 @@ RAW = ROOT / "data-bin" / "raw"
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else {}
 if THREADS:
     torch.set_num_threads(1)
+
+
+# A test is e2e when it, or a fixture it uses, starts a command or needs a prepared corpus;
+# else unit (`pytest -m unit`: the math, in seconds). An explicit mark wins.
+CORPUS_FIXTURES = {"mt_data", "mlm_data", "mt_checkpoint"}
+STARTS_A_COMMAND = re.compile(r"\b(run|subprocess\.\w+|Popen)\(")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("unit", "e2e")):
+            continue
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        sources = [inspect.getsource(f) for f in [item.function, *fixtures] if inspect.isfunction(f)]
+        e2e = CORPUS_FIXTURES & set(item.fixturenames) or any(STARTS_A_COMMAND.search(src) for src in sources)
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
 
 
 # The Python tools that tests/cli_server.py starts from its pre-imported server.
