@@ -116,14 +116,19 @@ def head_lines(src, dst, n):
             out.write(line)
 
 
-TRAIN_MT = [
-    "fairseq-train", "--user-dir", USER_DIR, "--cpu", "--seed", "1",
-    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "0.002",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "20",
-    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-    "--max-tokens", "2048", "--no-progress-bar", "--log-interval", "10",
-    "--no-epoch-checkpoints", "--num-workers", "0",
-]
+LABEL_SMOOTHING = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+
+
+def train_mt_command(criterion=LABEL_SMOOTHING, device=("--cpu",)):
+    """fairseq-train and the options of the MT tests, with the given criterion and device flags."""
+    return ["fairseq-train", "--user-dir", USER_DIR, *device, "--seed", "1",
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "0.002",
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "20", *criterion,
+            "--max-tokens", "2048", "--no-progress-bar", "--log-interval", "10",
+            "--no-epoch-checkpoints", "--num-workers", "0"]
+
+
+TRAIN_MT = train_mt_command()
 
 
 # fairseq-train options of the masked-LM / ELECTRA tests (the MT ones: TRAIN_MT).

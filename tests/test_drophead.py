@@ -275,17 +275,19 @@ def drophead_values(log):
 
 @pytest.fixture(scope="module")
 def drophead_run(mt_data, tmp_path_factory):
-    """transformer_l2_h128 with DropHead p=0.2, V schedule over 12 updates (W=4)."""
+    """transformer_l2_h128 with DropHead p=0.2, V schedule over 12 updates (W=4): (save dir, log)."""
     save_dir = tmp_path_factory.mktemp("drophead_mt")
-    args = TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--drophead-p", "0.2",
-                       "--warmup-updates", "4", "--max-update", "12", "--log-interval", "1",
-                       "--max-tokens", "1024", "--save-dir", save_dir]
-    result = run(args)
-    return save_dir, args, result.stdout + result.stderr
+    result = run(drophead_command(mt_data, save_dir))
+    return save_dir, result.stdout + result.stderr
+
+
+def drophead_command(mt_data, save_dir, max_update=12):
+    return TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--drophead-p", "0.2", "--warmup-updates", "4",
+                       "--max-update", max_update, "--log-interval", "1", "--max-tokens", "1024", "--save-dir", save_dir]
 
 
 def test_drophead_p_is_logged_on_schedule(drophead_run):
-    _, _, log = drophead_run
+    _, log = drophead_run
     logged = drophead_values(log)
     # The rate used in update u (1-based) is p(u - 1).
     expected = [round(drophead_rate(u - 1, 0.2, "v", 4, 12), 4) for u in range(1, 13)]
@@ -295,20 +297,15 @@ def test_drophead_p_is_logged_on_schedule(drophead_run):
 
 
 def test_schedule_survives_resume(mt_data, drophead_run, tmp_path):
-    _, args, log = drophead_run
-    save_dir = tmp_path / "resumed"
-    first = [a if a != "12" else "7" for a in args]  # stop at update 7 ...
-    first[first.index("--save-dir") + 1] = save_dir
-    run(first)
-    resumed = [a for a in args]  # ... then rerun the full command: it resumes from update 7
-    resumed[resumed.index("--save-dir") + 1] = save_dir
-    result = run(resumed)
+    _, log = drophead_run
+    run(drophead_command(mt_data, tmp_path, max_update=7))  # stop at update 7 ...
+    result = run(drophead_command(mt_data, tmp_path))  # ... then rerun the full command: it resumes from update 7
     assert "Loaded checkpoint" in result.stdout + result.stderr
     assert drophead_values(result.stdout + result.stderr)[:5] == drophead_values(log)[7:12]
 
 
 def test_generate_with_beam_search_after_drophead_training(mt_data, drophead_run):
-    save_dir, _, _ = drophead_run
+    save_dir, _ = drophead_run
     result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", save_dir / "checkpoint_last.pt",
                   "--beam", "4", "--max-sentences", "50", "--max-len-b", "20"])
     assert result.stdout.count("\nH-") == 200

@@ -16,11 +16,11 @@ from fairseq_compress.modules.quant_noise import pq_noise, scalar_noise
 from fairseq_compress.modules.scheduled_drophead import DropHeadMultiheadAttention
 from fairseq_compress.tasks.timed import any_rank
 
-from conftest import ROOT, TRAIN_MT, USER_DIR, run
+from conftest import ROOT, USER_DIR, run, train_mt_command
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 CUDA = torch.device("cuda")
-GPU_TRAIN = [a for a in TRAIN_MT if a != "--cpu"] + ["--fp16"]
+GPU_TRAIN = train_mt_command(device=("--fp16",))
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])

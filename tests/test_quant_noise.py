@@ -12,7 +12,7 @@ from fairseq_compress.compress.scalar_quantizer import fake_quantize
 from fairseq_compress.criterions.quant_noise import DEFAULT_EXCLUDE
 from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, scalar_noise
 
-from conftest import TRAIN_MT, USER_DIR, one_line_error, run
+from conftest import USER_DIR, one_line_error, run, train_mt_command
 
 
 def test_pq_noise_drops_whole_blocks_and_keeps_the_expectation():
@@ -157,7 +157,7 @@ def test_every_linear_and_embedding_but_the_output_layer(mt_data):
     ("cross_entropy", []),
 ])
 def test_fairseq_train_translation(mt_data, tmp_path, inner, flags):
-    result = run(TRAIN_MT[:TRAIN_MT.index("--criterion")] + TRAIN_MT[TRAIN_MT.index("--label-smoothing") + 2:] + [
+    result = run(train_mt_command(criterion=[]) + [
         mt_data, "--arch", "transformer_l2_h128", "--max-update", "4", "--save-dir", tmp_path,
         "--criterion", "quant_noise", "--qn-criterion", inner, *flags, "--qn-pq", "0.1", "--qn-scalar", "0.05",
         "--log-interval", "1", "--log-format", "simple"])
@@ -187,8 +187,7 @@ def test_fairseq_train_masked_lm(mlm_data, tmp_path):
     (["--qn-criterion", "cross_entropy", "--qn-pq", "0.1", "--qn-exclude", "."], "nothing gets quantization noise"),
 ])
 def test_bad_input(mt_data, tmp_path, flags, fragment):
-    base = TRAIN_MT[:TRAIN_MT.index("--criterion")] + TRAIN_MT[TRAIN_MT.index("--label-smoothing") + 2:]
-    result = run(base + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "2", "--save-dir", tmp_path / "ckpt",
+    result = run(train_mt_command(criterion=[]) + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "2", "--save-dir", tmp_path / "ckpt",
                          "--criterion", "quant_noise", *flags], check=False)
     one_line_error(result, fragment)
     assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
