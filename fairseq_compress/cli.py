@@ -12,6 +12,13 @@ def _size(args):
     print(json.dumps(report) if args.json else format_size_report(report))
 
 
+def _info(args):
+    from .checkpoint_info import trained_as
+
+    info = trained_as(args.path)
+    print(json.dumps(info) if args.json else f"{info['task']} {info['arch']} {info['data']}")
+
+
 def _check_out(args):
     if os.path.abspath(args.out) == os.path.abspath(args.path):
         raise ValueError(f"--out {args.out} would overwrite --path; choose another file")
@@ -91,6 +98,11 @@ def build_parser():
     size.add_argument("--path", required=True, metavar="CKPT", help="fairseq checkpoint (.pt)")
     size.add_argument("--json", action="store_true", help="print one JSON object")
     size.set_defaults(run=_size)
+    info = commands.add_parser("info", help="what a checkpoint was trained as: TASK ARCH DATA (the stock task that "
+                                            "a plugin task extends)")
+    info.add_argument("--path", required=True, metavar="CKPT", help="fairseq checkpoint (.pt)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=_info)
     ipq = add_compress_command(
         commands, "ipq", "iterative product quantization of a checkpoint, stage by stage, into a small compressed "
                          "checkpoint", _ipq)

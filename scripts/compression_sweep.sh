@@ -65,7 +65,7 @@ gradual_finetune() {
 
 for dir in "${POSITIONAL[@]}"; do
   ckpt=$dir/checkpoint_best.pt
-  read -r TASK ARCH DATA <<< "$("$PY" "$ROOT/scripts/lib/ckpt_info.py" "$ckpt")"
+  read -r TASK ARCH DATA <<< "$(fairseq-compress info --path "$ckpt")"
   [[ $TASK =~ ^(translation|sentence_prediction)$ ]] || die "$ckpt: task $TASK is not translation or sentence_prediction"
   [[ $DATA = /* ]] || DATA=$ROOT/$DATA
   DATA=${DATA_OVERRIDE:-$DATA}
