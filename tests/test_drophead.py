@@ -13,7 +13,7 @@ from fairseq_compress.errors import ConfigError
 from fairseq_compress.modules.scheduled_drophead import (
     DropHeadMultiheadAttention,
     drophead_mask,
-    drophead_rate,
+    DropHeadSchedule,
     drophead_schedule,
 )
 
@@ -55,13 +55,13 @@ def test_example_with_all_heads_dropped_keeps_them_all():
     [(0, 0.2), (50, 0.1), (100, 0.0), (550, 0.1), (1000, 0.2), (1200, 0.2)],
 )
 def test_v_schedule(step, expected):
-    assert math.isclose(drophead_rate(step, 0.2, "v", 100, 1000), expected, abs_tol=1e-12)
+    assert math.isclose(DropHeadSchedule(0.2, "v", 100, 1000).rate(step), expected, abs_tol=1e-12)
 
 
 def test_constant_schedule_and_no_warmup():
-    assert drophead_rate(500, 0.1, "constant", 100, 1000) == 0.1
-    assert drophead_rate(0, 0.2, "v", 0, 1000) == 0.0
-    assert math.isclose(drophead_rate(250, 0.2, "v", 0, 1000), 0.05)
+    assert DropHeadSchedule(0.1, "constant", 100, 1000).rate(500) == 0.1
+    assert DropHeadSchedule(0.2, "v", 0, 1000).rate(0) == 0.0
+    assert math.isclose(DropHeadSchedule(0.2, "v", 0, 1000).rate(250), 0.05)
 
 
 def attention_pair(self_attention=True, dropout=0.0):
@@ -265,7 +265,7 @@ def test_bad_flags_are_config_errors():
         schedule(drophead_p=0.1, max_update=0)
     with pytest.raises(ConfigError, match="--drophead-warmup-updates"):
         schedule(drophead_p=0.1, drophead_warmup_updates=200)
-    assert schedule(drophead_p=0.1)["warmup_updates"] == 10  # defaults to the lr warmup
+    assert schedule(drophead_p=0.1).warmup_updates == 10  # defaults to the lr warmup
 
 
 def drophead_values(log):
@@ -290,7 +290,7 @@ def test_drophead_p_is_logged_on_schedule(drophead_run):
     _, log = drophead_run
     logged = drophead_values(log)
     # The rate used in update u (1-based) is p(u - 1).
-    expected = [round(drophead_rate(u - 1, 0.2, "v", 4, 12), 4) for u in range(1, 13)]
+    expected = [round(DropHeadSchedule(0.2, "v", 4, 12).rate(u - 1), 4) for u in range(1, 13)]
     assert logged[:12] == pytest.approx(expected)
     effective = [float(v) for v in re.findall(r"\| train_inner \|.*drophead_p_effective=([0-9.]+)", log)]
     assert effective[:12] == pytest.approx([round(p - p ** 2, 4) for p in expected])  # 2 heads per module

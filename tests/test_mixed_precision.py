@@ -46,7 +46,7 @@ def assert_finite(logs):
 
 @pytest.mark.parametrize("precision", ALL_PRECISIONS)
 def test_translation_pruning_gradual_global_with_qat_drophead_and_both_noises(precision, mt_data, tmp_path):
-    from fairseq_compress.modules.scheduled_drophead import drophead_rate
+    from fairseq_compress.modules.scheduled_drophead import DropHeadSchedule
     from fairseq_compress.tasks.pruning import PruningOptions, target_sparsity
 
     result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
@@ -59,7 +59,7 @@ def test_translation_pruning_gradual_global_with_qat_drophead_and_both_noises(pr
     schedule = PruningOptions(prune_sparsity=0.5, prune_schedule="gradual", prune_end_update=4, prune_frequency=2)
     for log in logs:
         update = int(log["num_updates"]) - 1  # the update the line's stats were measured in
-        assert log["drophead_p"] == pytest.approx(drophead_rate(update, 0.2, "v", 3, 6), abs=1e-4)
+        assert log["drophead_p"] == pytest.approx(DropHeadSchedule(0.2, "v", 3, 6).rate(update), abs=1e-4)
         assert log["prune_target"] == pytest.approx(target_sparsity(schedule, update), abs=1e-3)
         assert 0.1 < log["qn_pq"] < 0.3 and 0.2 < log["qn_scalar"] < 0.4
     assert logs[-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)

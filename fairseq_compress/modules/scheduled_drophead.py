@@ -7,8 +7,10 @@ the per-head context *before* the output projection (after it, heads are mixed).
 Survivors are rescaled by H / (kept heads of that example); an example whose
 heads are all dropped keeps them all. Eval mode, p = 0 and incremental decoding
 run fairseq's own attention unchanged. The rate follows a V-shaped schedule
-over training updates (``drophead_rate``).
+over training updates (``DropHeadSchedule``).
 """
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from fairseq.logging import metrics
@@ -35,16 +37,25 @@ def effective_rate(p, modules):
     return sum(p - p ** m.num_heads for m in modules) / max(len(modules), 1)
 
 
-def drophead_rate(num_updates, p, schedule, warmup_updates, max_update):
-    """``constant``: p. ``v``: falls linearly from p to 0 over the first W updates,
-    then rises linearly back to p at the last update T (p_start = p_end = p)."""
-    if schedule == "constant" or p == 0:
-        return p
-    if num_updates < warmup_updates:
-        return p * (1 - num_updates / warmup_updates)
-    if max_update <= warmup_updates:
-        return 0.0
-    return p * min(1.0, (num_updates - warmup_updates) / (max_update - warmup_updates))
+@dataclass(frozen=True)
+class DropHeadSchedule:
+    """The rate of DropHead over training: ``constant``: p. ``v``: falls linearly from p to 0
+    over the first W = warmup_updates updates, then rises linearly back to p at the last
+    update T = max_update (p_start = p_end = p)."""
+
+    p: float
+    schedule: str = "v"
+    warmup_updates: int = 0
+    max_update: int = 0
+
+    def rate(self, num_updates: int) -> float:
+        if self.schedule == "constant" or self.p == 0:
+            return self.p
+        if num_updates < self.warmup_updates:
+            return self.p * (1 - num_updates / self.warmup_updates)
+        if self.max_update <= self.warmup_updates:
+            return 0.0
+        return self.p * min(1.0, (num_updates - self.warmup_updates) / (self.max_update - self.warmup_updates))
 
 
 class DropHeadMultiheadAttention(MultiheadAttention):
@@ -155,16 +166,16 @@ class ScheduledDropHeadMixin:
 
     def set_num_updates(self, num_updates):
         super().set_num_updates(num_updates)
-        rate = drophead_rate(num_updates, **self.drophead_schedule)
+        rate = self.drophead_schedule.rate(num_updates)
         for module in self.drophead_modules:
             module.drophead_p = rate
-        if self.drophead_schedule["p"] > 0:
+        if self.drophead_schedule.p > 0:
             metrics.log_scalar("drophead_p", rate, weight=0, round=4)
             metrics.log_scalar("drophead_p_effective", effective_rate(rate, self.drophead_modules), weight=0, round=4)
 
 
-def drophead_schedule(args):
-    """The schedule's parameters from the model args, validated."""
+def drophead_schedule(args) -> DropHeadSchedule:
+    """The schedule from the model args, validated."""
     p = safe_getattr(args, "drophead_p", 0.0)
     schedule = safe_getattr(args, "drophead_schedule", "v")
     max_update = run_setting(args, "max_update", "optimization", 0)
@@ -182,7 +193,7 @@ def drophead_schedule(args):
             raise ConfigError(
                 f"--drophead-warmup-updates must be in [0, --max-update={max_update}], got {warmup}"
             )
-    return {"p": p, "schedule": schedule, "warmup_updates": warmup, "max_update": max_update}
+    return DropHeadSchedule(p, schedule, warmup, max_update)
 
 
 def use_drophead_attention(model):
@@ -193,9 +204,9 @@ def use_drophead_attention(model):
     layout instead of subclassing each encoder and decoder layer class.
     """
     modules = [m for m in model.modules() if type(m) is MultiheadAttention]
-    if model.drophead_schedule["p"] > 0:
+    if model.drophead_schedule.p > 0:
         if not modules:
-            raise ConfigError(f"--drophead-p {model.drophead_schedule['p']}: {type(model).__name__} has no fairseq "
+            raise ConfigError(f"--drophead-p {model.drophead_schedule.p}: {type(model).__name__} has no fairseq "
                               f"MultiheadAttention module to drop heads in")
         if any(m.bias_k is not None or m.add_zero_attn for m in modules):
             raise ConfigError("--drophead-p > 0 does not support attention with add_bias_kv / add_zero_attn")

@@ -66,8 +66,8 @@ def check_drophead_schedule(model, stop_time_minutes):
     ends at an update nobody knows in advance (the sweep configs set a sentinel
     --max-update), so the V would never rise: refuse it, before training."""
     schedule = getattr(model, "drophead_schedule", None)
-    if stop_time_minutes and schedule and schedule["p"] > 0 and schedule["schedule"] == "v":
-        raise ConfigError(f"--drophead-schedule v rises to p at --max-update ({schedule['max_update']}), but "
+    if stop_time_minutes and schedule and schedule.p > 0 and schedule.schedule == "v":
+        raise ConfigError(f"--drophead-schedule v rises to p at --max-update ({schedule.max_update}), but "
                           f"--stop-time-minutes {stop_time_minutes:g} stops the run by time: pass --drophead-schedule "
                           f"constant, or train by updates (--max-update T, --stop-time-minutes 0)")
 
