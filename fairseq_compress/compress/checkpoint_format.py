@@ -20,6 +20,8 @@ a tensor (stored in fp16 when it is floating point) or to an encoded entry:
 ``load_state_dict`` expects, so every arch loads a compressed file unchanged.
 """
 
+from typing import Callable, Dict, Iterable, List, Literal, NotRequired, Optional, Sequence, Tuple, TypedDict, Union
+
 import torch
 
 from .scalar_quantizer import dequantize, scalar_quantize
@@ -29,23 +31,57 @@ FORMAT_VERSION = 1
 STORED_FLOAT = torch.float16
 
 
+class IpqEntry(TypedDict):
+    format: Literal["ipq"]
+    codes: torch.Tensor  # uint8 [blocks]
+    centroids: torch.Tensor  # fp16 [k, block]
+    shape: List[int]
+
+
+class IntEntry(TypedDict):
+    format: Literal["int"]
+    bits: int
+    packed: torch.Tensor  # uint8, values offset to unsigned
+    scale: torch.Tensor  # fp32 [out]
+    shape: List[int]
+
+
+class SparseEntry(TypedDict):
+    format: Literal["sparse"]
+    shape: List[int]
+    mask: torch.Tensor  # 1 bit per weight
+    values: NotRequired[torch.Tensor]  # fp16 nonzeros; or, quantized, the three below
+    bits: NotRequired[int]
+    packed: NotRequired[torch.Tensor]
+    scale: NotRequired[torch.Tensor]
+
+
+class AliasEntry(TypedDict):
+    format: Literal["alias"]
+    of: str  # the name of the tensor this one is tied to
+
+
+Entry = Union[torch.Tensor, IpqEntry, IntEntry, SparseEntry, AliasEntry]
+Shape = Sequence[int]
+
+
 # Re-implements: fairseq 0.12.3.1 (fairseq-fixed) fairseq.modules.quantization.pq.pq.PQ.decode (the fully connected
 # case). Held equal by tests/test_ipq.py::test_pq_layout_matches_fairseq.
-def pq_decode(centroids, codes, shape):
+def pq_decode(centroids: torch.Tensor, codes: torch.Tensor, shape: Shape) -> torch.Tensor:
     """The weight [out, in...] whose blocks are ``centroids[codes]`` (fairseq PQ layout)."""
     out_features, block = shape[0], centroids.size(1)
     weight = centroids[codes.long()].reshape(-1, out_features, block).permute(1, 0, 2).flatten(1, 2)
     return weight.reshape(shape)
 
 
-def encode_ipq(centroids, codes, shape):
+def encode_ipq(centroids: torch.Tensor, codes: torch.Tensor, shape: Shape) -> IpqEntry:
     if centroids.size(0) > 256:
         raise ValueError(f"uint8 codes hold at most 256 centroids, got {centroids.size(0)}")
     return {"format": "ipq", "codes": codes.to(torch.uint8), "centroids": centroids.detach().to(STORED_FLOAT),
             "shape": list(shape)}
 
 
-def pack_bits(values, bits):
+def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 bytes holding `values` (ints in [0, 2^bits)) with `bits` bits each, big-endian."""
     if bits == 8:
         return values.to(torch.uint8).flatten()
@@ -56,7 +92,7 @@ def pack_bits(values, bits):
     return (stream.reshape(-1, 8) << byte_shifts).sum(1).to(torch.uint8)
 
 
-def unpack_bits(packed, bits, count):
+def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     if bits == 8:
         return packed[:count].to(torch.int16)
     byte_shifts = torch.arange(7, -1, -1, dtype=torch.int16, device=packed.device)
@@ -65,28 +101,29 @@ def unpack_bits(packed, bits, count):
     return (stream[: count * bits].reshape(count, bits) << shifts).sum(1)
 
 
-def _offset(bits):
+def _offset(bits: int) -> int:
     """Added to the signed values in [-q, q] to store them unsigned."""
     return 2 ** (bits - 1) - 1
 
 
-def encode_int(weight, bits):
+def encode_int(weight: torch.Tensor, bits: int) -> IntEntry:
     values, scale = scalar_quantize(weight, bits)
     return {"format": "int", "bits": bits, "packed": pack_bits(values + _offset(bits), bits), "scale": scale,
             "shape": list(weight.shape)}
 
 
-def int_decode(packed, scale, bits, shape):
+def int_decode(packed: torch.Tensor, scale: torch.Tensor, bits: int, shape: Shape) -> torch.Tensor:
     values = unpack_bits(packed, bits, int(torch.Size(shape).numel())) - _offset(bits)
     return dequantize(values, scale, shape)
 
 
-def encode_sparse(weight, bits=None):
+def encode_sparse(weight: torch.Tensor, bits: Optional[int] = None) -> SparseEntry:
     """Bitmask of the nonzeros, then the nonzeros alone: fp16, or `bits`-bit
     integers with the scales of the whole rows (zeros quantize to zero)."""
     weight = weight.detach()
     keep = weight != 0
-    entry = {"format": "sparse", "shape": list(weight.shape), "mask": pack_bits(keep.flatten().to(torch.uint8), 1)}
+    entry: SparseEntry = {"format": "sparse", "shape": list(weight.shape),
+                          "mask": pack_bits(keep.flatten().to(torch.uint8), 1)}
     if bits is None:
         entry["values"] = weight[keep].to(STORED_FLOAT)
     else:
@@ -95,7 +132,7 @@ def encode_sparse(weight, bits=None):
     return entry
 
 
-def sparse_decode(entry):
+def sparse_decode(entry: SparseEntry) -> torch.Tensor:
     shape = entry["shape"]
     keep = unpack_bits(entry["mask"], 1, int(torch.Size(shape).numel())).bool()
     dense = torch.zeros(keep.shape, device=keep.device)
@@ -106,7 +143,7 @@ def sparse_decode(entry):
     return dequantize(dense, entry["scale"].float(), shape)
 
 
-def encode_weight(weight, bits=None):
+def encode_weight(weight: torch.Tensor, bits: Optional[int] = None) -> Entry:
     """The smaller of the dense and the sparse form of a weight matrix, in fp16 or at `bits` bits."""
     value_bits = bits or 16
     nonzeros = int((weight != 0).sum())
@@ -115,17 +152,17 @@ def encode_weight(weight, bits=None):
     return encode_int(weight, bits) if bits else encode_dense(weight)
 
 
-def encode_dense(tensor):
+def encode_dense(tensor: torch.Tensor) -> torch.Tensor:
     tensor = tensor.detach()
     return tensor.to(STORED_FLOAT) if tensor.is_floating_point() else tensor
 
 
-def round_trip_dense(tensor):
+def round_trip_dense(tensor: torch.Tensor) -> torch.Tensor:
     """The value ``encode_dense`` stores, as the in-memory model must use it."""
     return encode_dense(tensor).to(tensor.dtype)
 
 
-def decode_entry(entry, decoded):
+def decode_entry(entry: Entry, decoded: Dict[str, torch.Tensor]) -> torch.Tensor:
     if torch.is_tensor(entry):
         return entry.float() if entry.is_floating_point() else entry
     if entry["format"] == "ipq":
@@ -139,12 +176,12 @@ def decode_entry(entry, decoded):
     raise ValueError(f"unknown compressed tensor format {entry['format']!r}")
 
 
-def tie_key(tensor):
+def tie_key(tensor: torch.Tensor) -> Tuple[int, int, Tuple[int, ...]]:
     """Equal for tensors that are one parameter shared under several names."""
     return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
 
 
-def with_aliases(named_entries):
+def with_aliases(named_entries: Iterable[Tuple[str, Optional[tuple], Callable[[], Entry]]]) -> Dict[str, Entry]:
     """{name: entry} from (name, tie identity, make_entry) triples: a name whose
     identity was seen before becomes an alias of the first one, encoded once."""
     entries, first_name = {}, {}
@@ -158,7 +195,7 @@ def with_aliases(named_entries):
     return entries
 
 
-def on_cpu(entries):
+def on_cpu(entries: Dict[str, Entry]) -> Dict[str, Entry]:
     """Entries as saved: a model fine-tuned on a GPU leaves its tensors there."""
     def move(value):
         return value.cpu() if torch.is_tensor(value) else value
@@ -167,7 +204,7 @@ def on_cpu(entries):
             for name, entry in entries.items()}
 
 
-def write_compressed(entries, source, path):
+def write_compressed(entries: Dict[str, Entry], source: dict, path: str) -> None:
     """Save the compressed ``model`` entries with the config, counters and data
     position of `source`, the dense checkpoint they came from (not its optimizer state)."""
     state = {"cfg": source["cfg"], "args": source.get("args"), "model": on_cpu(entries),
@@ -180,7 +217,7 @@ def write_compressed(entries, source, path):
     durable_replace(tmp, path)  # a killed export never leaves a half-written OUT
 
 
-def load_dense_checkpoint(path):
+def load_dense_checkpoint(path: str) -> dict:
     """A dense fairseq checkpoint as stored, refusing files that are not one."""
     from ..checkpoint_safety import load_state
     from ..errors import ConfigError
@@ -193,7 +230,7 @@ def load_dense_checkpoint(path):
     return state
 
 
-def decode_state_dict(model_state):
+def decode_state_dict(model_state: Dict[str, Entry]) -> Dict[str, torch.Tensor]:
     decoded = {}
     # aliases point at earlier names, so decode in order
     for name, entry in model_state.items():
@@ -201,7 +238,7 @@ def decode_state_dict(model_state):
     return decoded
 
 
-def decode_checkpoint(state):
+def decode_checkpoint(state: dict) -> dict:
     """Turn a loaded checkpoint, compressed or not, into the dense state dict that the
     model's own ``load_state_dict`` expects, in place."""
     if isinstance(state, dict) and state.get(FORMAT_KEY):

@@ -8,6 +8,8 @@ with a straight-through gradient, and ``state_dict`` never holds noise.
 """
 import contextlib
 import functools
+import re
+from typing import Callable, Collection, Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -18,7 +20,7 @@ from ..compress.scalar_quantizer import fake_quantize
 NOISED_MODULES = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
 
 
-def straight_through(weight, noised):
+def straight_through(weight: torch.Tensor, noised: torch.Tensor) -> torch.Tensor:
     """`noised` in the forward pass; in backward the gradient at the noised weight
     reaches `weight` unchanged, dropped blocks included: the paper's straight-through
     estimator, as fairseq's hook gets it by computing with the noised values in place."""
@@ -31,23 +33,24 @@ def straight_through(weight, noised):
 # gradient, and with convolutions blocked over their flattened input features. No test holds it equal to the
 # hook (which writes the stored weights); tests/test_quant_noise.py::test_pq_noise_drops_whole_blocks_and_keeps_the_expectation
 # and ::test_pq_noise_gradient_is_straight_through check the math.
-def pq_noise(weight, p, block_size):
-    """Zero each block of `block_size` consecutive input features of a row with
-    probability p; survivors scaled by 1 / (1 - p), so the expectation is the weight."""
+def pq_noise(weight: torch.Tensor, p: float, block_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(noised weight, dropped [rows, blocks]): each block of `block_size` consecutive input
+    features of a row zeroed with probability p; survivors scaled by 1 / (1 - p), so the
+    expectation is the weight."""
     rows = weight.detach().reshape(weight.size(0), -1)
     dropped = torch.rand(rows.size(0), rows.size(1) // block_size, device=weight.device) < p
     keep = (~dropped).repeat_interleave(block_size, dim=1).to(weight.dtype)
     return straight_through(weight, (rows * keep / (1 - p)).view_as(weight)), dropped
 
 
-def scalar_noise(weight, p, bits):
-    """A random subset (prob p) of the weights replaced by their fake-quantized values:
-    the scalar quantizer `fairseq-compress quantize` stores them with."""
+def scalar_noise(weight: torch.Tensor, p: float, bits: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(noised weight, chosen): a random subset (prob p) of the weights replaced by their
+    fake-quantized values, the scalar quantizer `fairseq-compress quantize` stores them with."""
     chosen = torch.rand_like(weight, dtype=torch.float32) < p
     return torch.where(chosen, fake_quantize(weight, bits), weight), chosen
 
 
-def noised_parameters(model, exclude):
+def noised_parameters(model: nn.Module, exclude: re.Pattern) -> Dict[int, Tuple[str, nn.Parameter]]:
     """{id(weight): (module name, weight)} of the weights that get noise: each
     Linear/Embedding/Conv weight once (tied weights count once) unless every
     module that uses it is excluded."""
@@ -58,7 +61,7 @@ def noised_parameters(model, exclude):
     return targets
 
 
-def noised_modules(model, exclude):
+def noised_modules(model: nn.Module, exclude: re.Pattern) -> Iterator[Tuple[str, nn.Module]]:
     """(name, module) of the Linear/Embedding/Conv modules whose name `exclude` does not match."""
     for module_name, module in model.named_modules():
         bare = module_name.removeprefix("module.")  # a data-parallel wrapper's prefix
@@ -66,7 +69,7 @@ def noised_modules(model, exclude):
             yield bare, module
 
 
-def stored_weight(module):
+def stored_weight(module: nn.Module) -> nn.Parameter:
     """The weight Parameter; for a parametrized weight (the pruning tasks' masks)
     its original, so the noise goes in under the mask."""
     if parametrize.is_parametrized(module, "weight"):
@@ -75,7 +78,8 @@ def stored_weight(module):
 
 
 @contextlib.contextmanager
-def swapped_parameters(model, replacements, only_in=None):
+def swapped_parameters(model: nn.Module, replacements: Mapping[int, torch.Tensor],
+                       only_in: Optional[Collection[int]] = None) -> Iterator[None]:
     """Every module holding a parameter p with id(p) in `replacements` (and, given
     `only_in`, whose id is in it) holds the replacement instead, for the duration of
     the block: a weight tied to an excluded module (the output projection, an LM head)
@@ -93,7 +97,7 @@ def swapped_parameters(model, replacements, only_in=None):
             module._parameters[name] = p
 
 
-def recompute_with_noise(model, noise_of_step, holders):
+def recompute_with_noise(model: nn.Module, noise_of_step: Dict[int, torch.Tensor], holders: Collection[int]) -> bool:
     """Make the layers that fairseq's ``checkpoint_wrapper`` wraps (``--checkpoint-activations``)
     see the step's noise when backward reruns them. The rerun happens after
     ``swapped_parameters`` has put the real weights back; without this, the
@@ -114,7 +118,8 @@ def recompute_with_noise(model, noise_of_step, holders):
     return wrapped
 
 
-def with_noise_on_rerun(module, forward, noise_of_step, holders):
+def with_noise_on_rerun(module: nn.Module, forward: Callable, noise_of_step: Dict[int, torch.Tensor],
+                        holders: Collection[int]) -> Callable:
     def forward_with_noise(*args, **kwargs):
         if not torch.is_grad_enabled():
             return forward(*args, **kwargs)
