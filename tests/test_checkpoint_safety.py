@@ -10,7 +10,7 @@ from fairseq import checkpoint_utils
 import fairseq_compress  # noqa: F401  (installs the allow-list)
 from fairseq_compress.checkpoint_safety import UnsafeCheckpointError, load_state
 
-from conftest import TRAIN_MT, USER_DIR, run
+from conftest import TRAIN_MT, USER_DIR, one_line_error, run
 
 
 class RunsCode:
@@ -80,9 +80,8 @@ def test_stock_fairseq_checkpoint_generates_with_plugin(mt_data, tmp_path):
 def test_fairseq_generate_refuses_malicious_checkpoint(mt_data, malicious_checkpoint):
     path, marker = malicious_checkpoint
     result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", path], check=False)
-    assert result.returncode != 0
-    assert f"error: refusing to load checkpoint {path}" in result.stderr.splitlines()[-1]
-    assert "Traceback" not in result.stderr and not marker.exists()
+    one_line_error(result, f"error: refusing to load checkpoint {path}")
+    assert not marker.exists()
 
 
 def damage(path, how):
@@ -102,8 +101,7 @@ def test_damaged_checkpoint_is_one_line_and_left_alone(mt_checkpoint, mt_data, t
     resume = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "50", "--save-dir", save_dir],
                  check=False)
     for result in (generate, resume):
-        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert result.stderr.splitlines()[-1].startswith(f"error: checkpoint {last} is truncated or damaged")
+        assert one_line_error(result).startswith(f"error: checkpoint {last} is truncated or damaged")
     assert last.read_bytes() == damaged and sorted(p.name for p in save_dir.iterdir()) == ["checkpoint_last.pt"]
 
 

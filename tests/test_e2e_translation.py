@@ -7,7 +7,7 @@ import torch
 
 import fairseq_compress  # noqa: F401  (safe loading of fairseq checkpoints)
 
-from conftest import ROOT, USER_DIR, run
+from conftest import ROOT, USER_DIR, one_line_error, run
 
 
 def test_eval_bleu_scores_detokenized_hypotheses(mt_data, mt_checkpoint):
@@ -66,7 +66,7 @@ def test_size_errors_name_the_file(tmp_path):
     not_fairseq = tmp_path / "plain.pt"
     torch.save({"weight": torch.zeros(2)}, not_fairseq)
     result = run(["fairseq-compress", "size", "--path", not_fairseq], check=False)
-    assert result.returncode != 0 and "not a fairseq checkpoint" in result.stderr.strip().splitlines()[-1]
+    one_line_error(result, "not a fairseq checkpoint")
 
 
 def test_hydra_train_with_user_dir(mt_data, tmp_path):

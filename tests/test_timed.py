@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import TRAIN_MT, USER_DIR, run
+from conftest import TRAIN_MT, USER_DIR, one_line_error, run
 from fairseq_compress.tasks.timed import TrainingClock, flops_estimate, read_curve, write_curve
 
 MT_TIMED = ["--task", "translation_timed", "--max-update", "100000", "--log-interval", "5"]
@@ -90,6 +90,5 @@ def test_masked_lm_curve_has_ppl(mlm_data, tmp_path):
 def test_bad_input(mt_data, tmp_path, flag):
     result = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--save-dir", tmp_path, *MT_TIMED,
                              flag, "-1"], check=False)
-    assert result.returncode != 0
-    assert f"error: {flag} must be a number >= 0, got -1.0" in result.stderr.strip().splitlines()[-1]
+    one_line_error(result, f"error: {flag} must be a number >= 0, got -1.0")
     assert not list(tmp_path.glob("*.pt"))
