@@ -1,44 +1,69 @@
 #!/usr/bin/env bash
-# Scheduled DropHead on classification: pretrain one roberta_l* masked LM on the
-# shipped English text (no DropHead), then fine-tune it on the shipped cls task
-# without DropHead (baseline) and with DropHead during fine-tuning (p = 0.1 and
-# 0.2 on the V schedule, constant p = 0.1), the same recipe and seeds for all;
-# test accuracy (checkpoint best on dev) mean +- std.
-# --pretrained CKPT fine-tunes an existing roberta_l* checkpoint instead (no
-# pretraining stage). Writes OUT/pretrain/, OUT/<config>/seed<N>/ and
-# docs/results/drophead_cls.csv.
+# Scheduled DropHead where regularization matters, on classification: pretrain one roberta_l*
+# masked LM on the shipped English text (no DropHead; or --pretrained CKPT), then fine-tune it
+# on the first --train-examples sentences of the shipped cls task (its full dev and test
+# splits), few enough to overfit in --max-update updates: baselines with each of --dropouts,
+# then DropHead p = 0.1 and 0.2 (V schedule) on top of the dropout of highest mean dev
+# accuracy; --seeds each, two runs at a time (one per core). A run is scored by the test
+# accuracy of its checkpoint best on dev.
+# Outputs: OUT/pretrain/, OUT/examples<N>/<config>/seed<S>/ and docs/results/drophead_cls.csv.
 # Finished stages are reused, so an interrupted study resumes where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/drophead.sh"
 
-usage="usage: $0 [RAW] [OUT] [--arch roberta_l3_h256] [--pretrain-minutes 20 | --pretrained CKPT] [--max-update 800] [--seeds '1 2 3'] [--configs '$DROPHEAD_CONFIGS']"
-ARCH=roberta_l3_h256 PRETRAIN_MINUTES=20 PRETRAINED="" MAX_UPDATE=800 SEEDS="1 2 3" CONFIGS=$DROPHEAD_CONFIGS
-parse_args "$usage" "--arch=ARCH --pretrain-minutes=PRETRAIN_MINUTES --pretrained=PRETRAINED --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS" "$@"
+usage="usage: $0 [RAW] [OUT] [--arch roberta_l3_h256] [--pretrain-minutes 20 | --pretrained CKPT] [--train-examples 2000] [--max-update 800] [--dropouts '0.1 0.3'] [--seeds '1 2 3']"
+ARCH=roberta_l3_h256 PRETRAIN_MINUTES=20 PRETRAINED="" TRAIN_EXAMPLES=2000 MAX_UPDATE=800 DROPOUTS="0.1 0.3" SEEDS="1 2 3"
+parse_args "$usage" "--arch=ARCH --pretrain-minutes=PRETRAIN_MINUTES --pretrained=PRETRAINED --train-examples=TRAIN_EXAMPLES --max-update=MAX_UPDATE --dropouts=DROPOUTS --seeds=SEEDS" "$@"
 RAW=${POSITIONAL[0]:-$ROOT/data-bin/raw} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_cls}
-read -r -a configs <<< "$CONFIGS"
-require_drophead_configs "${configs[@]}"
+require_dir "$RAW/cls" "RAW/cls (the shipped corpus is data-bin/raw)"
 [[ -z $PRETRAINED || -f $PRETRAINED ]] || die "--pretrained: no such checkpoint: $PRETRAINED"
+for value in "$TRAIN_EXAMPLES" "$MAX_UPDATE"; do
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-examples and --max-update must be positive integers, got '$value'"
+done
+for dropout in $DROPOUTS; do
+  [[ $dropout =~ ^0(\.[0-9]+)?$ ]] || die "--dropouts: each must be in [0, 1), got '$dropout'"
+done
+WORK=$OUT/examples$TRAIN_EXAMPLES DATA=$OUT/examples$TRAIN_EXAMPLES/bin
 
 bash "$ROOT/scripts/prepare_mlm.sh" "$RAW/en" "$ROOT/data-bin/en"
-bash "$ROOT/scripts/prepare_glue.sh" "$RAW/cls" "$ROOT/data-bin/cls" "$ROOT/data-bin/en"
+if [[ ! -d $WORK/raw ]]; then  # the subset (the shipped train.tsv is shuffled), with the header line
+  rm -rf "$WORK/raw.tmp" && mkdir -p "$WORK/raw.tmp"
+  read_text "$(require_input "$RAW/cls" train.tsv)" | awk -v n="$TRAIN_EXAMPLES" 'NR <= n + 1' > "$WORK/raw.tmp/train.tsv"
+  for split in dev test; do read_text "$(require_input "$RAW/cls" "$split.tsv")" > "$WORK/raw.tmp/$split.tsv"; done
+  mv "$WORK/raw.tmp" "$WORK/raw"
+fi
+bash "$ROOT/scripts/prepare_glue.sh" "$WORK/raw" "$DATA" "$ROOT/data-bin/en"
 if [[ -z $PRETRAINED ]]; then
   # CPU-scale pretraining: small batches and a short warmup get the most out of minutes.
   bash "$ROOT/scripts/pretrain_mlm.sh" "$ROOT/data-bin/en" "$OUT/pretrain" --arch "$ARCH" --minutes "$PRETRAIN_MINUTES" \
     --max-tokens 2048 --warmup 200
   PRETRAINED=$OUT/pretrain/checkpoint_last.pt
 fi
-for config in "${configs[@]}"; do
-  for seed in $SEEDS; do
-    # shellcheck disable=SC2086  # the flags are words
-    result=$(bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$config/seed$seed" --arch "$ARCH" \
-      --pretrained "$PRETRAINED" --max-update "$MAX_UPDATE" --seed "$seed" \
-      -- ${DROPHEAD_FLAGS[$config]})
-    log "$config seed $seed: $result"
-  done
-done
-echo "Scheduled DropHead during fine-tuning, $ARCH pretrained as $PRETRAINED, cls test accuracy:"
+
+# finetune CONFIG SEED [fairseq-train args]: one fine-tuning into WORK/CONFIG/seedSEED.
+finetune() {
+  local run=$WORK/$1/seed$2 seed=$2
+  shift 2
+  log "$run: $(bash "$ROOT/scripts/finetune_cls.sh" "$DATA" "$run" --arch "$ARCH" --pretrained "$PRETRAINED" \
+    --max-update "$MAX_UPDATE" --seed "$seed" -- "$@")"
+}
+
 groups=()
-for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
+for dropout in $DROPOUTS; do
+  for seed in $SEEDS; do start_job finetune "dropout$dropout" "$seed" --dropout "$dropout"; done
+  groups+=("dropout $dropout=$WORK/dropout$dropout")
+done
+finish_jobs
+best=$("$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric dev_accuracy --metric-file accuracy.json --best max)
+log "tuned baseline (highest mean dev accuracy): $best"
+for config in v_p0.1 v_p0.2; do
+  # shellcheck disable=SC2086  # the flags are words
+  for seed in $SEEDS; do start_job finetune "${best// /}_$config" "$seed" --dropout "${best#dropout }" ${DROPHEAD_FLAGS[$config]}; done
+  groups+=("$best + DropHead ${config//_/ }=$WORK/${best// /}_$config")
+done
+finish_jobs
+
+echo "Scheduled DropHead during fine-tuning on $TRAIN_EXAMPLES cls sentences, $ARCH pretrained as $PRETRAINED, test accuracy:"
 "$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric accuracy dev_accuracy --metric-file accuracy.json \
   --csv "$ROOT/docs/results/drophead_cls.csv"

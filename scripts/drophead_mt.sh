@@ -1,32 +1,72 @@
 #!/usr/bin/env bash
-# Scheduled DropHead on translation: the baseline vs DropHead p = 0.1 and 0.2
-# (V schedule) and constant p = 0.1, the same number of updates and the demo's
-# recipe, several seeds each; test BLEU (detokenized sacreBLEU) mean +- std.
-# Writes OUT/<config>/seed<N>/ (checkpoints, bleu.json) and docs/results/drophead_mt.csv.
+# Scheduled DropHead where regularization matters. On the first --train-pairs pairs of en_fr
+# (its full valid and test splits), few enough that the baseline overfits within --max-update
+# (its valid loss reaches a minimum and rises again: docs/results/drophead_mt_valid_loss.png),
+# train baselines with each of --dropouts, then DropHead p = 0.1 and 0.2 (V schedule) on top
+# of the dropout whose mean best valid loss is lowest; --seeds each, two runs at a time (one
+# per core). A run is scored by the test BLEU (detokenized sacreBLEU) of its checkpoint_best.pt,
+# the one of lowest valid loss (validation every --validate-every updates).
+# Outputs: docs/results/drophead_mt.csv (per run: BLEU, best valid loss, its update, how far
+# the valid loss rose after it) and docs/results/drophead_mt_valid_loss.{csv,png}.
 # Finished runs are reused, so an interrupted study resumes where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/drophead.sh"
 
-usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 1500] [--seeds '1 2 3'] [--configs 'baseline v_p0.1 v_p0.2 constant_p0.1']"
-ARCH=transformer_l3_h256 MAX_UPDATE=1500 SEEDS="1 2 3" CONFIGS=$DROPHEAD_CONFIGS
-parse_args "$usage" "--arch=ARCH --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS" "$@"
-DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_mt}
-require_dir "$DATA" "DATA (prepare it with scripts/prepare_mt.sh)"
-
-read -r -a configs <<< "$CONFIGS"
-require_drophead_configs "${configs[@]}"
-for config in "${configs[@]}"; do
-  for seed in $SEEDS; do
-    run=$OUT/$config/seed$seed
-    # shellcheck disable=SC2086  # the flags are words
-    bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run" --arch "$ARCH" --max-update "$MAX_UPDATE" \
-      --seed "$seed" --max-tokens 1024 --warmup 100 -- ${DROPHEAD_FLAGS[$config]}
-    run_once "$run/bleu.json" bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_last.pt" "$DATA" --json
-    log "$config seed $seed: $(cat "$run/bleu.json")"
-  done
+usage="usage: $0 [RAW] [OUT] [--train-pairs 8000] [--vocab-size 2000] [--arch transformer_l3_h256] [--max-update 2000] [--validate-every 100] [--dropouts '0.1 0.3'] [--seeds '1 2 3']"
+TRAIN_PAIRS=8000 VOCAB_SIZE=2000 ARCH=transformer_l3_h256 MAX_UPDATE=2000 VALIDATE_EVERY=100 DROPOUTS="0.1 0.3" SEEDS="1 2 3"
+parse_args "$usage" "--train-pairs=TRAIN_PAIRS --vocab-size=VOCAB_SIZE --arch=ARCH --max-update=MAX_UPDATE --validate-every=VALIDATE_EVERY --dropouts=DROPOUTS --seeds=SEEDS" "$@"
+RAW=${POSITIONAL[0]:-$ROOT/data-bin/raw} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_mt}
+require_dir "$RAW/en_fr" "RAW/en_fr (the shipped corpus is data-bin/raw)"
+require_arch "$ARCH" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024}"
+for value in "$TRAIN_PAIRS" "$MAX_UPDATE" "$VALIDATE_EVERY"; do
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-pairs, --max-update and --validate-every must be positive integers, got '$value'"
 done
-echo "Scheduled DropHead, $ARCH, $MAX_UPDATE updates, EN->FR test BLEU:"
+for dropout in $DROPOUTS; do
+  [[ $dropout =~ ^0(\.[0-9]+)?$ ]] || die "--dropouts: each must be in [0, 1), got '$dropout'"
+done
+WORK=$OUT/pairs$TRAIN_PAIRS DATA=$OUT/pairs$TRAIN_PAIRS/bin
+
+# The subset, prepared as usual (a sentencepiece model of its own, --vocab-size pieces).
+if [[ ! -d $WORK/raw ]]; then
+  rm -rf "$WORK/raw.tmp" && mkdir -p "$WORK/raw.tmp"
+  for lang in en fr; do
+    read_text "$(require_input "$RAW/en_fr" "train.$lang")" | awk -v n="$TRAIN_PAIRS" 'NR <= n' > "$WORK/raw.tmp/train.$lang"
+    for split in valid test; do read_text "$(require_input "$RAW/en_fr" "$split.$lang")" > "$WORK/raw.tmp/$split.$lang"; done
+  done
+  mv "$WORK/raw.tmp" "$WORK/raw"
+fi
+bash "$ROOT/scripts/prepare_mt.sh" "$WORK/raw" "$DATA" --vocab-size "$VOCAB_SIZE"
+
+# train_and_score CONFIG SEED [fairseq-train args]: one run into WORK/CONFIG/seedSEED, then its scores.
+train_and_score() {
+  local run=$WORK/$1/seed$2 seed=$2
+  shift 2
+  bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run" --arch "$ARCH" --max-update "$MAX_UPDATE" --seed "$seed" \
+    --max-tokens 1024 --warmup 100 -- --validate-interval-updates "$VALIDATE_EVERY" \
+    --save-interval-updates "$VALIDATE_EVERY" "$@"
+  run_once "$run/valid.json" "$PY" "$ROOT/scripts/lib/valid_curves.py" --run "$run"
+  run_once "$run/bleu.json" bash "$ROOT/scripts/eval_bleu.sh" "$run/checkpoint_best.pt" "$DATA" --json
+  log "$run: $(cat "$run/valid.json") $(cat "$run/bleu.json")"
+}
+
 groups=()
-for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric bleu --csv "$ROOT/docs/results/drophead_mt.csv"
+for dropout in $DROPOUTS; do
+  for seed in $SEEDS; do start_job train_and_score "dropout$dropout" "$seed" --dropout "$dropout"; done
+  groups+=("dropout $dropout=$WORK/dropout$dropout")
+done
+finish_jobs
+best=$("$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric best_valid_loss --metric-file valid.json --best min)
+log "tuned baseline (lowest mean best valid loss): $best"
+for config in v_p0.1 v_p0.2; do
+  # shellcheck disable=SC2086  # the flags are words
+  for seed in $SEEDS; do start_job train_and_score "${best// /}_$config" "$seed" --dropout "${best#dropout }" ${DROPHEAD_FLAGS[$config]}; done
+  groups+=("$best + DropHead ${config//_/ }=$WORK/${best// /}_$config")
+done
+finish_jobs
+
+"$PY" "$ROOT/scripts/lib/valid_curves.py" "${groups[@]}" --csv "$ROOT/docs/results/drophead_mt_valid_loss.csv" \
+  --png "$ROOT/docs/results/drophead_mt_valid_loss.png" > /dev/null
+echo "Scheduled DropHead, $ARCH on $TRAIN_PAIRS EN-FR pairs, $MAX_UPDATE updates, test BLEU of the best-valid checkpoint:"
+"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric bleu best_valid_loss best_update valid_loss_rise \
+  --metric-file bleu.json valid.json --csv "$ROOT/docs/results/drophead_mt.csv"

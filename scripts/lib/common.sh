@@ -43,6 +43,23 @@ parse_args() {
   done
 }
 
+# start_job CMD...: run CMD in the background on one thread, at most JOBS (default 2, one per
+# core) at a time: waits for the oldest first. finish_jobs waits for the rest; a failed job stops the script.
+RUNNING_JOBS=()
+start_job() {
+  if ((${#RUNNING_JOBS[@]} >= ${JOBS:-2})); then
+    wait "${RUNNING_JOBS[0]}" || die "a background job failed (see the log above)"
+    RUNNING_JOBS=("${RUNNING_JOBS[@]:1}")
+  fi
+  OMP_NUM_THREADS=1 "$@" &
+  RUNNING_JOBS+=($!)
+}
+finish_jobs() {
+  local pid
+  for pid in "${RUNNING_JOBS[@]}"; do wait "$pid" || die "a background job failed (see the log above)"; done
+  RUNNING_JOBS=()
+}
+
 # run_once FILE CMD...: run CMD with stdout to FILE unless FILE exists; a killed step leaves no FILE.
 run_once() {
   local file=$1

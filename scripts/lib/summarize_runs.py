@@ -1,7 +1,7 @@
 """Mean +- std of metrics over seeds.
 
-Each group is NAME=DIR, where DIR holds seed<N>/<metric file> (JSON) and,
-optionally, group.json: extra columns for the table (e.g. pretraining figures).
+Each group is NAME=DIR, where DIR holds seed<N>/<metric file> (JSON; several files' keys are
+merged) and, optionally, group.json: extra columns for the table (e.g. pretraining figures).
 Writes one CSV row per run and prints a markdown table with one row per group.
 """
 import argparse
@@ -11,10 +11,12 @@ import statistics
 from pathlib import Path
 
 
-def collect(name, directory, metric_file, metrics):
+def collect(name, directory, metric_files, metrics):
     rows = []
-    for path in sorted(Path(directory).glob(f"seed*/{metric_file}"), key=lambda p: int(p.parent.name[4:])):
-        values = json.loads(path.read_text())
+    for path in sorted(Path(directory).glob(f"seed*/{metric_files[0]}"), key=lambda p: int(p.parent.name[4:])):
+        values = {}
+        for metric_file in metric_files:
+            values.update(json.loads((path.parent / metric_file).read_text()))
         rows.append({"config": name, "seed": int(path.parent.name[4:]), **{m: values[m] for m in metrics}})
     return rows
 
@@ -37,12 +39,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("groups", nargs="+", type=parse_group, metavar="NAME=DIR")
     parser.add_argument("--metric", nargs="+", default=["bleu"], help="keys of the metric file")
-    parser.add_argument("--metric-file", default="bleu.json")
-    parser.add_argument("--csv", required=True, help="write the per-run rows here")
+    parser.add_argument("--metric-file", nargs="+", default=["bleu.json"], help="JSON files of each seed directory")
+    parser.add_argument("--csv", help="write the per-run rows here")
+    parser.add_argument("--best", choices=("max", "min"),
+                        help="print only the name of the group whose mean of the first --metric is the max / min")
     args = parser.parse_args()
+    if not (args.csv or args.best):
+        parser.error("give --csv or --best")
     rows = [row for name, directory in args.groups for row in collect(name, directory, args.metric_file, args.metric)]
     if not rows:
-        raise SystemExit(f"error: no seed*/{args.metric_file} found under {', '.join(str(d) for _, d in args.groups)}")
+        raise SystemExit(f"error: no seed*/{args.metric_file[0]} found under {', '.join(str(d) for _, d in args.groups)}")
+    if args.best:
+        means = {name: statistics.mean(r[args.metric[0]] for r in rows if r["config"] == name)
+                 for name, _ in args.groups if any(r["config"] == name for r in rows)}
+        print((max if args.best == "max" else min)(means, key=means.get))
+        return
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     with open(args.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["config", "seed", *args.metric])
