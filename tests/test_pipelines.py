@@ -204,4 +204,8 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                        check=False), "--dropouts: each must be in [0, 1), got '1.5'")
     one_line_error(run(script("drophead_cls.sh") + [ROOT / "data-bin/raw", tmp_path / "study", "--train-examples", "0"],
                        check=False), "--train-examples and --max-update must be positive integers, got '0'")
+    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--finetune-updates", "0"],
+                       check=False), "--finetune-updates must be a positive integer")
+    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--configs", "pq0.3"],
+                       check=False), "--configs: unknown config 'pq0.3'")
     assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))
