@@ -27,25 +27,15 @@ done
 
 # describe FILE MODEL METHOD SPARSITY BITS: FILE.result.json with its size and metric (once).
 describe() {
-  local file=$1 model=$2 method=$3 sparsity=$4 bits=$5 metric
-  [[ -f ${file%.pt}.result.json ]] && return
+  local file=$1 base=${1%.pt}
   if [[ $TASK == translation ]]; then
-    metric=$(bash "$ROOT/scripts/eval_bleu.sh" "$file" "$DATA" --json)
+    run_once "$base.metric.json" bash "$ROOT/scripts/eval_bleu.sh" "$file" "$DATA" --json
   else
-    metric=$(bash "$ROOT/scripts/eval_cls.sh" "$file" "$DATA")
+    run_once "$base.metric.json" bash "$ROOT/scripts/eval_cls.sh" "$file" "$DATA"
   fi
-  "$PY" - "$file" "$model" "$method" "$sparsity" "$bits" "$metric" > "${file%.pt}.result.json.tmp" <<'PY'
-import json, os, sys
-from fairseq_compress.compress.size import checkpoint_size
-file, model, method, sparsity, bits, metric = sys.argv[1:]
-metric = json.loads(metric)
-size = checkpoint_size(file)
-stored = size["model_params"] * 4 if method == "original" else size["file_bytes"]  # fp32 weights, or the file
-name, value = ("bleu", metric["bleu"]) if "bleu" in metric else ("accuracy", metric["accuracy"])
-print(json.dumps({"model": model, "params": size["model_params"], "method": method, "sparsity": float(sparsity),
-                  "bits": int(bits), "mb": round(stored / 1e6, 3), "metric": name, "value": value}))
-PY
-  mv "${file%.pt}.result.json.tmp" "${file%.pt}.result.json"
+  run_once "$base.size.json" fairseq-compress size --json --path "$file"
+  run_once "$base.result.json" "$PY" "$ROOT/scripts/lib/compression_row.py" --size "$base.size.json" \
+    --metric "$base.metric.json" --model "$2" --method "$3" --sparsity "$4" --bits "$5"
 }
 
 # gradual_finetune CKPT SAVE SPARSITY: fine-tune with the pruning task, schedule over the first 2/3.

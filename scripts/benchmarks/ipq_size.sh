@@ -24,11 +24,7 @@ fairseq-compress size --path "$CKPT"
 fairseq-compress size --path "$OUT/ipq.pt"
 csv=$ROOT/docs/results/ipq_size.csv
 [[ -f $csv ]] || echo "checkpoint,params,fp32_model_bytes,ipq_file_bytes,ratio_vs_fp32_model" > "$csv"
-"$PY" - "${CKPT#"$ROOT"/}" "$report" "$csv" <<'PY'
-import json, sys
-checkpoint, report, csv = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-with open(csv, "a") as f:
-    f.write(f"{checkpoint},{report['fp32_model_bytes'] // 4},{report['fp32_model_bytes']},{report['file_bytes']},"
-            f"{report['ratio_vs_fp32_model']}\n")
-print(f"iPQ file is {report['ratio_vs_fp32_model']}x smaller than the fp32 weights (target >= 20x)")
-PY
+fields=$("$PY" "$ROOT/scripts/lib/json_fields.py" fp32_model_bytes file_bytes ratio_vs_fp32_model <<< "$report")
+read -r fp32_bytes file_bytes ratio <<< "$fields"
+echo "${CKPT#"$ROOT"/},$((fp32_bytes / 4)),$fp32_bytes,$file_bytes,$ratio" >> "$csv"
+echo "iPQ file is ${ratio}x smaller than the fp32 weights (target >= 20x)"
