@@ -64,6 +64,14 @@ def _prune(args):
     _report(args)
 
 
+def _shrink(args):
+    from .compress.shrink import shrink_checkpoint
+
+    _check_out(args)
+    shapes = shrink_checkpoint(args.path, args.out, args.heads_keep, args.ffn_keep, args.layers_keep)
+    print(json.dumps({"out": args.out, "layer_shapes": shapes}))
+
+
 def _plot(args):
     from .sweep_curves import plot_curves
 
@@ -133,6 +141,15 @@ def build_parser():
     prune.add_argument("--targets", default=DEFAULT_TARGETS, metavar="REGEX",
                        help="weight matrices to prune (default: those inside encoder/decoder layers)")
     prune.add_argument("--bits", type=int, help="also quantize every weight matrix to this many bits (2 to 8)")
+    shrink = add_compress_command(
+        commands, "shrink", "remove attention heads, FFN neurons and layers for real: a smaller, faster dense "
+                            "checkpoint that the stock fairseq tools load (with --user-dir fairseq_compress)", _shrink)
+    shrink.add_argument("--heads-keep", type=float, default=1.0, metavar="F",
+                        help="fraction of each attention module's heads to keep, in (0, 1] (at least one)")
+    shrink.add_argument("--ffn-keep", type=float, default=1.0, metavar="F",
+                        help="fraction of each layer's FFN neurons to keep, in (0, 1]")
+    shrink.add_argument("--layers-keep", metavar="I,J,...", help="indices of the layers to keep in every stack "
+                        "(encoder and decoder), e.g. 0,2,4; default all")
     plot = commands.add_parser("plot", help="learning curves of a size sweep (SWEEP_DIR/<run>/curve.jsonl), one "
                                             "line per run")
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")

@@ -204,12 +204,15 @@ def on_cpu(entries: Dict[str, Entry]) -> Dict[str, Entry]:
             for name, entry in entries.items()}
 
 
-def write_compressed(entries: Dict[str, Entry], source: dict, path: str) -> None:
-    """Save the compressed ``model`` entries with the config, counters and data
-    position of `source`, the dense checkpoint they came from (not its optimizer state)."""
-    state = {"cfg": source["cfg"], "args": source.get("args"), "model": on_cpu(entries),
+def write_checkpoint(model_state: Dict[str, Entry], source: dict, path: str, cfg: Optional[dict] = None,
+                     compressed: bool = True) -> None:
+    """Save `model_state` with the config (or `cfg`), counters and data position of `source`, the
+    dense checkpoint it came from, without its optimizer state; marked as compressed unless not."""
+    state = {"cfg": source["cfg"] if cfg is None else cfg, "args": source.get("args"), "model": on_cpu(model_state),
              "optimizer_history": source["optimizer_history"][-1:], "extra_state": source["extra_state"],
-             "last_optimizer_state": None, FORMAT_KEY: FORMAT_VERSION}
+             "last_optimizer_state": None}
+    if compressed:
+        state[FORMAT_KEY] = FORMAT_VERSION
     from ..checkpoint_safety import durable_replace
 
     tmp = f"{path}.tmp"

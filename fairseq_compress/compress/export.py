@@ -8,7 +8,7 @@ import re
 
 from ..errors import ConfigError
 from ..modules.weight_parametrizations import fold_pruning_masks
-from .checkpoint_format import encode_dense, encode_weight, load_dense_checkpoint, tie_key, with_aliases, write_compressed
+from .checkpoint_format import encode_dense, encode_weight, load_dense_checkpoint, tie_key, with_aliases, write_checkpoint
 from .magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
 from .scalar_quantizer import BITS
 
@@ -44,5 +44,5 @@ def export_checkpoint(path, out, bits=None, sparsity=0.0, scope="global", target
             return lambda: encode_weight(tensor, bits)
         return lambda: encode_dense(tensor)
 
-    write_compressed(with_aliases((name, tie_key(tensor) if tensor.numel() else None, entry(name, tensor))
+    write_checkpoint(with_aliases((name, tie_key(tensor) if tensor.numel() else None, entry(name, tensor))
                                   for name, tensor in state.items()), source, out)

@@ -29,7 +29,7 @@ from fairseq.utils import safe_getattr
 
 from ..errors import ConfigError
 from .checkpoint_format import (encode_dense, load_dense_checkpoint, encode_ipq, pq_decode, round_trip_dense, tie_key,
-                                with_aliases, write_compressed)
+                                with_aliases, write_checkpoint)
 from .distillation import distilled
 
 logger = logging.getLogger(__name__)
@@ -313,5 +313,5 @@ def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, l
             if data and finetune_updates:
                 finetune(model, cfg, task, finetune_updates, lr, distillation)
     round_to_stored_precision(model)
-    write_compressed(compressed_model_state(model, dense_keys), source, out)
+    write_checkpoint(compressed_model_state(model, dense_keys), source, out)
     return model

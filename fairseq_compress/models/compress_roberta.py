@@ -12,6 +12,7 @@ from fairseq.utils import safe_getattr
 
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
+from .layer_shapes import LayerShapesMixin
 from .activation_checkpointing import ActivationCheckpointingMixin
 from .arch_grid import FFN_RATIO, heads_for, register_sized_archs
 
@@ -20,7 +21,7 @@ MODEL_NAME = "compress_roberta"
 
 @register_model(MODEL_NAME)
 class CompressRobertaModel(ActivationCheckpointingMixin, Int8InferenceMixin, ScheduledDropHeadMixin,
-                           RobertaModel):
+                           LayerShapesMixin, RobertaModel):
     pass
 
 

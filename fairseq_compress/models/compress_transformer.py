@@ -10,13 +10,14 @@ from fairseq.utils import safe_getattr
 
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
+from .layer_shapes import LayerShapesMixin
 from .arch_grid import FFN_RATIO, heads_for, register_sized_archs
 
 MODEL_NAME = "compress_transformer"
 
 
 @register_model(MODEL_NAME)
-class CompressTransformerModel(Int8InferenceMixin, ScheduledDropHeadMixin, TransformerModel):
+class CompressTransformerModel(Int8InferenceMixin, ScheduledDropHeadMixin, LayerShapesMixin, TransformerModel):
     pass
 
 

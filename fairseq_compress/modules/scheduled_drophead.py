@@ -118,7 +118,7 @@ class DropHeadMultiheadAttention(MultiheadAttention):
         """DropHead attention; the weights returned are fairseq's: the attention
         probabilities before dropout, [heads, batch, tgt, src] with
         ``need_head_weights``, else averaged over heads."""
-        tgt_len, batch, embed_dim = query.shape
+        tgt_len, batch, _ = query.shape
         q = self._split_heads(self.q_proj(query))
         k = self._split_heads(self.k_proj(key))
         v = self._split_heads(self.v_proj(value))
@@ -135,7 +135,8 @@ class DropHeadMultiheadAttention(MultiheadAttention):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout_module.p)
         heads = drophead_mask(batch, self.num_heads, self.drophead_p, device=q.device)
         context = context * heads.to(context.dtype)[:, :, None, None]
-        context = context.permute(2, 0, 1, 3).reshape(tgt_len, batch, embed_dim)
+        # num_heads x head_dim: the query's width, or less in a shrunk model (fairseq-compress shrink)
+        context = context.permute(2, 0, 1, 3).reshape(tgt_len, batch, self.num_heads * self.head_dim)
         return self.out_proj(context), weights
 
 

@@ -1,0 +1,188 @@
+"""Physical removal of attention heads, FFN neurons and whole layers: ``fairseq-compress shrink``.
+
+It works on the stored state dict: in every ``<stack>.layers.<i>`` of the model (encoder and
+decoder of a Transformer) it keeps the strongest heads of each attention module and the
+strongest FFN neurons, by the scores fairseq's AdaPrune code uses
+(``MultiheadAttention._get_reserve_head_index``: L1 norm of a head's q/k/v rows and biases;
+``TransformerEncoderLayerBase._get_fc_rank``: L1 norm of a neuron's fc1 row, its fc2 column and
+its bias), slices the matrices, and drops the layers not in ``layers_keep``. fairseq's AdaPrune
+prunes the same number of heads in every layer of a RoBERTa encoder, at ``--restore-file`` only;
+here each layer keeps its own counts, and the kept shapes travel in the checkpoint's model
+config (``layer_shapes``), which ``models/layer_shapes.py`` reads when fairseq builds the model,
+so the stock ``fairseq-generate`` / ``fairseq-validate`` / ``fairseq-train`` load the smaller
+model with ``--user-dir fairseq_compress`` alone.
+"""
+import copy
+import json
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import ConfigError
+
+ATTENTION_MODULES = ("self_attn", "encoder_attn")
+LAYER = re.compile(r"^(?P<stack>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
+# {stack path: [per layer: {"self_attn": heads, "encoder_attn": heads, "ffn": neurons}]}, stored as
+# JSON in the model config's layer_shapes
+LayerShapes = Dict[str, List[Dict[str, int]]]
+# cfg.model field holding each stack's number of layers, by the stack's state-dict path
+SHRINKABLE = ("compress_transformer", "compress_roberta")  # models with LayerShapesMixin
+SHRINKABLE_ARCHS = re.compile(r"^(transformer|roberta)_l\d+_h\d+$")
+LAYER_COUNT_FIELDS = {"encoder.layers": "encoder_layers", "decoder.layers": "decoder_layers",
+                      "encoder.sentence_encoder.layers": "encoder_layers"}
+
+
+def stacks_of(state: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    """{stack path: number of layers} of a state dict, e.g. {"encoder.layers": 3, "decoder.layers": 3}."""
+    counts: Dict[str, int] = {}
+    for name in state:
+        match = LAYER.match(name)
+        if match and match["stack"].count(".layers") == 1:
+            counts[match["stack"]] = max(counts.get(match["stack"], 0), int(match["index"]) + 1)
+    return counts
+
+
+def kept_count(total: int, fraction: float) -> int:
+    """How many of `total` units a keep fraction leaves: rounded, at least one."""
+    return max(1, min(total, round(total * fraction)))
+
+
+def head_ranking(state: Dict[str, torch.Tensor], prefix: str, num_heads: int) -> List[int]:
+    """Heads of the attention module at `prefix`, strongest first (fairseq's _get_reserve_head_index)."""
+    head_dim = state[f"{prefix}.q_proj.weight"].size(0) // num_heads
+    norms = torch.zeros(num_heads)
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        rows = state[f"{prefix}.{proj}.weight"].float().abs().sum(1) + state[f"{prefix}.{proj}.bias"].float().abs()
+        norms += rows.view(num_heads, head_dim).sum(1)
+    return sorted(range(num_heads), key=lambda h: -norms[h].item())
+
+
+def neuron_ranking(state: Dict[str, torch.Tensor], prefix: str) -> List[int]:
+    """FFN neurons of the layer at `prefix`, strongest first (fairseq's _get_fc_rank, reversed)."""
+    scores = (state[f"{prefix}.fc1.weight"].float().abs().sum(1) + state[f"{prefix}.fc2.weight"].float().abs().sum(0)
+              + state[f"{prefix}.fc1.bias"].float().abs())
+    return sorted(range(scores.numel()), key=lambda n: -scores[n].item())
+
+
+def slice_heads(state: Dict[str, torch.Tensor], prefix: str, num_heads: int, kept: Sequence[int]) -> None:
+    """Keep the heads `kept` (in their original order) of the attention module at `prefix`, in place."""
+    head_dim = state[f"{prefix}.q_proj.weight"].size(0) // num_heads
+    rows = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in sorted(kept)])
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        state[f"{prefix}.{proj}.weight"] = state[f"{prefix}.{proj}.weight"][rows].clone()
+        state[f"{prefix}.{proj}.bias"] = state[f"{prefix}.{proj}.bias"][rows].clone()
+    state[f"{prefix}.out_proj.weight"] = state[f"{prefix}.out_proj.weight"][:, rows].clone()
+
+
+def slice_neurons(state: Dict[str, torch.Tensor], prefix: str, kept: Sequence[int]) -> None:
+    """Keep the FFN neurons `kept` of the layer at `prefix`, in place."""
+    index = torch.tensor(sorted(kept))
+    state[f"{prefix}.fc1.weight"] = state[f"{prefix}.fc1.weight"][index].clone()
+    state[f"{prefix}.fc1.bias"] = state[f"{prefix}.fc1.bias"][index].clone()
+    state[f"{prefix}.fc2.weight"] = state[f"{prefix}.fc2.weight"][:, index].clone()
+
+
+def renumber_layers(state: Dict[str, torch.Tensor], stack: str, kept: Sequence[int]) -> Dict[str, torch.Tensor]:
+    """The state dict with only the layers `kept` of `stack`, numbered 0, 1, ... in their order."""
+    new_index = {old: new for new, old in enumerate(sorted(kept))}
+    renamed = {}
+    for name, tensor in state.items():
+        match = LAYER.match(name)
+        if match and match["stack"] == stack:
+            if int(match["index"]) in new_index:
+                renamed[f"{stack}.{new_index[int(match['index'])]}.{match['rest']}"] = tensor
+        else:
+            renamed[name] = tensor
+    return renamed
+
+
+def parse_layers_keep(text: Optional[str], n_layers: int, stack: str) -> List[int]:
+    if text is None:
+        return list(range(n_layers))
+    try:
+        kept = [int(i) for i in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--layers-keep must be comma-separated layer indices, got '{text}'") from None
+    if len(set(kept)) != len(kept) or not all(0 <= i < n_layers for i in kept):
+        raise ConfigError(f"--layers-keep {text}: each index once, in [0, {n_layers - 1}] ({stack} has {n_layers} "
+                          f"layers)")
+    return sorted(kept)
+
+
+def config_value(model_cfg, key):
+    """`key` of a checkpoint's model config (a Namespace for archs registered with add_args, else a dict)."""
+    return model_cfg.get(key) if isinstance(model_cfg, dict) else getattr(model_cfg, key, None)
+
+
+def heads_before(model_cfg, stack: str, index: int, module: str) -> int:
+    """Heads of attention module `module` of layer `index` of `stack` as the checkpoint has them:
+    from its layer_shapes when it was shrunk before, else the arch's uniform counts."""
+    shapes = config_value(model_cfg, "layer_shapes")
+    if shapes:
+        return json.loads(shapes)[stack][index][module]
+    side = "decoder" if stack.startswith("decoder") else "encoder"
+    return config_value(model_cfg, f"{side}_attention_heads")
+
+
+def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, ffn_keep: float,
+                 layers_keep: Optional[str]) -> Tuple[Dict[str, torch.Tensor], LayerShapes, Dict[str, int]]:
+    """(smaller state dict, its layer shapes, {stack: number of layers kept})."""
+    for flag, fraction in (("--heads-keep", heads_keep), ("--ffn-keep", ffn_keep)):
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"{flag} must be in (0, 1], got {fraction}")
+    state = dict(state)
+    stacks = stacks_of(state)
+    if not stacks:
+        raise ConfigError("the checkpoint has no <stack>.layers.<i> layers to shrink")
+    kept_layers = {stack: parse_layers_keep(layers_keep, n, stack) for stack, n in stacks.items()}
+    shapes: LayerShapes = {}
+    for stack, layers in kept_layers.items():
+        shapes[stack] = []
+        for old_index in layers:
+            prefix, shape = f"{stack}.{old_index}", {}
+            for module in ATTENTION_MODULES:
+                if f"{prefix}.{module}.q_proj.weight" in state:
+                    heads = heads_before(model_cfg, stack, old_index, module)
+                    kept = head_ranking(state, f"{prefix}.{module}", heads)[:kept_count(heads, heads_keep)]
+                    slice_heads(state, f"{prefix}.{module}", heads, kept)
+                    shape[module] = len(kept)
+            if f"{prefix}.fc1.weight" in state:
+                ranking = neuron_ranking(state, prefix)
+                kept = ranking[:kept_count(len(ranking), ffn_keep)]
+                slice_neurons(state, prefix, kept)
+                shape["ffn"] = len(kept)
+            shapes[stack].append(shape)
+        state = renumber_layers(state, stack, layers)
+    return state, shapes, {stack: len(layers) for stack, layers in kept_layers.items()}
+
+
+def shrink_checkpoint(path: str, out: str, heads_keep: float = 1.0, ffn_keep: float = 1.0,
+                      layers_keep: Optional[str] = None) -> LayerShapes:
+    """Write the shrunk checkpoint of `path` to `out`: a dense checkpoint (no optimizer state) whose
+    model config holds the new layer counts and ``layer_shapes``; returns the shapes."""
+    from ..modules.weight_parametrizations import fold_pruning_masks
+    from .checkpoint_format import load_dense_checkpoint, write_checkpoint
+
+    source = load_dense_checkpoint(path)
+    model_cfg = source["cfg"]["model"]
+    arch = config_value(model_cfg, "arch") or config_value(model_cfg, "_name")
+    if not SHRINKABLE_ARCHS.match(str(arch)) and config_value(model_cfg, "_name") not in SHRINKABLE:
+        raise ConfigError(f"--path {path}: shrink supports the plugin's transformer_l*_h* and roberta_l*_h* archs, "
+                          f"not {arch}")
+    state, shapes, layer_counts = shrink_state(fold_pruning_masks(source["model"]), model_cfg, heads_keep, ffn_keep,
+                                               layers_keep)
+    cfg = dict(source["cfg"])
+    cfg["model"] = model_cfg = copy.copy(model_cfg)
+    for stack, count in layer_counts.items():
+        set_config_value(model_cfg, LAYER_COUNT_FIELDS[stack], count)
+    set_config_value(model_cfg, "layer_shapes", json.dumps(shapes))
+    write_checkpoint(state, source, out, cfg=cfg, compressed=False)
+    return shapes
+
+
+def set_config_value(model_cfg, key, value) -> None:
+    if isinstance(model_cfg, dict):
+        model_cfg[key] = value
+    else:
+        setattr(model_cfg, key, value)

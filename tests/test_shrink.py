@@ -1,0 +1,152 @@
+"""fairseq-compress shrink: heads, FFN neurons and layers removed for real, loaded by the stock tools."""
+import json
+
+import pytest
+import torch
+from fairseq import checkpoint_utils
+
+import fairseq_compress  # noqa: F401
+from fairseq_compress.compress.shrink import head_ranking, kept_count, neuron_ranking
+
+from conftest import TRAIN_MLM, USER_DIR, one_line_error, run
+
+
+def load(path):
+    models, _ = checkpoint_utils.load_model_ensemble([str(path)])
+    return models[0].eval()
+
+
+def translate_batch(model):
+    torch.manual_seed(0)
+    vocab = model.encoder.embed_tokens.num_embeddings
+    src = torch.randint(4, vocab, (3, 9))
+    prev = torch.randint(4, vocab, (3, 7))
+    with torch.no_grad():
+        return model(src, torch.full((3,), 9), prev)[0]
+
+
+def shrink(checkpoint, out, *flags):
+    return json.loads(run(["fairseq-compress", "shrink", "--path", checkpoint, "--out", out, *flags]).stdout)
+
+
+def test_keeping_everything_is_the_same_model(mt_checkpoint, tmp_path):
+    shrink(mt_checkpoint, tmp_path / "same.pt")
+    torch.testing.assert_close(translate_batch(load(tmp_path / "same.pt")), translate_batch(load(mt_checkpoint)))
+
+
+def test_shrunk_model_equals_the_original_with_the_removed_units_zeroed(mt_checkpoint, tmp_path):
+    shapes = shrink(mt_checkpoint, tmp_path / "small.pt", "--heads-keep", "0.5", "--ffn-keep", "0.25",
+                    "--layers-keep", "1")["layer_shapes"]
+    assert shapes == {"encoder.layers": [{"self_attn": 1, "ffn": 128}],
+                      "decoder.layers": [{"self_attn": 1, "encoder_attn": 1, "ffn": 128}]}
+    reference = load(mt_checkpoint)
+    state = reference.state_dict()
+    with torch.no_grad():
+        for stack in ("encoder.layers", "decoder.layers"):
+            layers = reference.get_submodule(stack)
+            zero_layer(layers[0])  # removed: a pre-norm layer whose sublayers add nothing is the identity
+            layer, prefix = layers[1], f"{stack}.1"
+            for name in ("self_attn", "encoder_attn"):
+                if hasattr(layer, name):
+                    kept = head_ranking(state, f"{prefix}.{name}", 2)[:kept_count(2, 0.5)]
+                    zero_heads(getattr(layer, name), kept)
+            kept = neuron_ranking(state, prefix)[:kept_count(512, 0.25)]
+            removed = [n for n in range(512) if n not in kept]
+            layer.fc2.weight[:, removed] = 0
+    small = load(tmp_path / "small.pt")
+    assert sum(p.numel() for p in small.parameters()) < 0.8 * sum(p.numel() for p in reference.parameters())
+    torch.testing.assert_close(translate_batch(small), translate_batch(reference))
+
+
+def zero_layer(layer):
+    for module in (layer.self_attn, getattr(layer, "encoder_attn", None), layer.fc2):
+        if module is not None:
+            out = module.out_proj if hasattr(module, "out_proj") else module
+            out.weight.zero_()
+            out.bias.zero_()
+
+
+def zero_heads(attention, kept):
+    for head in range(attention.num_heads):
+        if head not in kept:
+            attention.out_proj.weight[:, head * attention.head_dim:(head + 1) * attention.head_dim] = 0
+
+
+def test_stock_tools_read_the_shrunk_checkpoint_and_compress_it(mt_checkpoint, mt_data, tmp_path):
+    small = tmp_path / "small.pt"
+    shrink(mt_checkpoint, small, "--heads-keep", "0.5", "--ffn-keep", "0.5")
+    result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", small, "--beam", "2",
+                  "--max-sentences", "50", "--max-len-b", "10"])
+    assert result.stdout.count("\nH-") == 200
+    sizes = [json.loads(run(["fairseq-compress", "size", "--json", "--path", p]).stdout)["model_params"]
+             for p in (mt_checkpoint, small)]
+    assert sizes[1] < 0.8 * sizes[0]
+    run(["fairseq-compress", "quantize", "--path", small, "--bits", "8", "--out", tmp_path / "small_int8.pt"])
+    result = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--path", tmp_path / "small_int8.pt",
+                  "--beam", "2", "--max-sentences", "50", "--max-len-b", "10"])
+    assert result.stdout.count("\nH-") == 200
+    # shrinking a shrunk model reads its own per-layer shapes
+    assert shrink(small, tmp_path / "smaller.pt", "--heads-keep", "0.5")["layer_shapes"]["encoder.layers"][0] == \
+        {"self_attn": 1, "ffn": 256}
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--heads-keep", "0"], "--heads-keep must be in (0, 1], got 0.0"),
+    (["--ffn-keep", "1.5"], "--ffn-keep must be in (0, 1], got 1.5"),
+    (["--layers-keep", "0,0"], "--layers-keep 0,0: each index once, in [0, 1]"),
+    (["--layers-keep", "2"], "--layers-keep 2: each index once, in [0, 1]"),
+    (["--layers-keep", "first"], "--layers-keep must be comma-separated layer indices, got 'first'"),
+])
+def test_bad_input(mt_checkpoint, tmp_path, flags, fragment):
+    out = tmp_path / "out.pt"
+    one_line_error(run(["fairseq-compress", "shrink", "--path", mt_checkpoint, "--out", out, *flags], check=False),
+                   "fairseq-compress shrink: error: ", fragment)
+    assert not out.exists()
+
+
+def test_rankings_are_fairseqs_adaprune_scores(mt_checkpoint):
+    model = load(mt_checkpoint)
+    state = model.state_dict()
+    for index, layer in enumerate(model.encoder.layers):
+        prefix = f"encoder.layers.{index}"
+        weakest = set(layer._get_fc_rank(remove_num=100))
+        assert set(neuron_ranking(state, prefix)[-100:]) == weakest
+        attention = layer.self_attn
+        strongest = [start // attention.head_dim for start, _ in attention._get_reserve_head_index(num_heads_to_keep=1)]
+        assert head_ranking(state, f"{prefix}.self_attn", attention.num_heads)[:1] == strongest
+
+
+def test_refuses_compressed_files_other_archs_and_an_existing_out(mt_checkpoint, tmp_path):
+    int4 = tmp_path / "int4.pt"
+    run(["fairseq-compress", "quantize", "--path", mt_checkpoint, "--bits", "4", "--out", int4])
+    stock = tmp_path / "stock.pt"
+    state = torch.load(mt_checkpoint, weights_only=True)
+    state["cfg"]["model"].arch, state["cfg"]["model"]._name = "transformer", "transformer"
+    torch.save(state, stock)
+    shrink = ["fairseq-compress", "shrink", "--heads-keep", "0.5", "--out", tmp_path / "out.pt", "--path"]
+    one_line_error(run(shrink + [int4], check=False), "is already compressed; start from the dense checkpoint")
+    one_line_error(run(shrink + [stock], check=False), "shrink supports the plugin's transformer_l*_h* and "
+                                                       "roberta_l*_h* archs, not transformer")
+    (tmp_path / "out.pt").write_bytes(b"mine")
+    one_line_error(run(shrink + [mt_checkpoint], check=False), "exists; pass --force to replace it")
+    assert (tmp_path / "out.pt").read_bytes() == b"mine"
+
+
+def test_roberta_shrinks_and_keeping_everything_is_the_same_model(mlm_data, tmp_path):
+    en_bin, _ = mlm_data
+    run(["fairseq-train", en_bin, *TRAIN_MLM, "--task", "masked_lm", "--criterion", "masked_lm", "--arch",
+         "roberta_l2_h128", "--tokens-per-sample", "64", "--max-tokens", "1024", "--max-update", "2",
+         "--save-dir", tmp_path])
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    tokens = torch.randint(4, 1000, (2, 16))
+
+    def encode(path):
+        with torch.no_grad():
+            return load(path)(tokens)[0]
+
+    shrink(checkpoint, tmp_path / "same.pt")
+    torch.testing.assert_close(encode(tmp_path / "same.pt"), encode(checkpoint))
+    shapes = shrink(checkpoint, tmp_path / "small.pt", "--heads-keep", "0.5", "--ffn-keep", "0.5",
+                    "--layers-keep", "0")["layer_shapes"]
+    assert shapes == {"encoder.sentence_encoder.layers": [{"self_attn": 1, "ffn": 256}]}
+    assert encode(tmp_path / "small.pt").shape == encode(checkpoint).shape
