@@ -1,5 +1,6 @@
 """fairseq-compress shrink: heads, FFN neurons and layers removed for real, loaded by the stock tools."""
 import json
+import re
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from fairseq import checkpoint_utils
 import fairseq_compress  # noqa: F401
 from fairseq_compress.compress.shrink import head_ranking, kept_count, neuron_ranking
 
-from conftest import TRAIN_MLM, USER_DIR, one_line_error, run
+from conftest import TRAIN_MLM, TRAIN_MT, USER_DIR, one_line_error, run
 
 
 def load(path):
@@ -150,3 +151,20 @@ def test_roberta_shrinks_and_keeping_everything_is_the_same_model(mlm_data, tmp_
                     "--layers-keep", "0")["layer_shapes"]
     assert shapes == {"encoder.sentence_encoder.layers": [{"self_attn": 1, "ffn": 256}]}
     assert encode(tmp_path / "small.pt").shape == encode(checkpoint).shape
+
+
+def test_fine_tuning_a_shrunk_model_restores_it_and_resumes(mt_checkpoint, mt_data, tmp_path):
+    small = tmp_path / "small.pt"
+    shrink(mt_checkpoint, small, "--heads-keep", "0.5", "--ffn-keep", "0.5", "--layers-keep", "0")
+
+    def train(max_update, *restore):
+        return run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--save-dir", tmp_path / "ft",
+                               "--max-update", max_update, *restore]).stdout
+
+    train(3, "--restore-file", small, "--reset-optimizer", "--reset-dataloader", "--reset-meters")
+    tuned = load(tmp_path / "ft/checkpoint_last.pt")
+    assert len(tuned.encoder.layers) == 1 and tuned.encoder.layers[0].fc1.out_features == 256
+    assert tuned.decoder.layers[0].encoder_attn.num_heads == 1
+    log = train(5)  # resumes its checkpoint_last.pt, built from the command line's 2-layer arch
+    assert re.search(r"Loaded checkpoint \S*ft/checkpoint_last.pt \(epoch \d+ @ 3 updates\)", log), log[-2000:]
+    assert "num_updates 5" in log

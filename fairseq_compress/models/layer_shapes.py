@@ -1,7 +1,10 @@
 """Per-layer shapes of a shrunk model (``fairseq-compress shrink``): the model option
 ``--layer-shapes`` (JSON, written into the checkpoint's model config by shrink; nobody passes it
 by hand) narrows the built layers to the shapes their state dict has, so fairseq's own builders
-and the stock loaders work unchanged.
+and the stock loaders work unchanged. ``fairseq-generate`` builds the model from the
+checkpoint's config, so it has them; ``fairseq-train`` builds it from its command line before
+it loads ``--restore-file`` (or the ``checkpoint_last.pt`` it resumes), so the model takes the
+shapes and layer counts of that checkpoint when it holds some.
 
 fairseq's ``MultiheadAttention._adaptive_prune_heads`` shrinks one module in place from its
 weights; here the shapes come first and the weights are loaded after, so the modules are built
@@ -9,8 +12,11 @@ at their final size, with fairseq's own ``skip_embed_dim_check`` for attention n
 the model.
 """
 import json
+import os
 
 from torch import nn
+
+LAYER_COUNTS = ("encoder_layers", "decoder_layers")
 
 
 def narrowed_linear(linear: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
@@ -59,8 +65,37 @@ class LayerShapesMixin:
 
     @classmethod
     def build_model(cls, args, task):
+        if not getattr(args, "layer_shapes", None):
+            adopt_shapes_of_restore_file(args)
         model = super().build_model(args, task)
-        shapes = getattr(args, "layer_shapes", None)
-        if shapes:
-            apply_layer_shapes(model, json.loads(shapes))
+        if getattr(args, "layer_shapes", None):
+            apply_layer_shapes(model, json.loads(args.layer_shapes))
         return model
+
+
+def restore_path(args):
+    """The checkpoint fairseq-train will load (its logic: --restore-file, relative to --save-dir
+    when it is the default checkpoint_last.pt), or None."""
+    restore_file = getattr(args, "restore_file", None)
+    if not restore_file:
+        return None
+    if restore_file == "checkpoint_last.pt":
+        restore_file = os.path.join(getattr(args, "save_dir", "checkpoints"), restore_file)
+    return restore_file if os.path.isfile(restore_file) else None
+
+
+def adopt_shapes_of_restore_file(args) -> None:
+    """args.layer_shapes and the layer counts of the checkpoint fairseq-train restores, if shrunk."""
+    path = restore_path(args)
+    if path is None:
+        return
+    from fairseq import checkpoint_utils  # the safe loader of fairseq_hooks
+
+    model_cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]["model"]
+    shapes = getattr(model_cfg, "layer_shapes", None) if not isinstance(model_cfg, dict) else model_cfg.get("layer_shapes")
+    if shapes:
+        args.layer_shapes = shapes
+        for count in LAYER_COUNTS:
+            value = model_cfg.get(count) if isinstance(model_cfg, dict) else getattr(model_cfg, count, None)
+            if value is not None and hasattr(args, count):
+                setattr(args, count, value)
