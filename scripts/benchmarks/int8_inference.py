@@ -10,26 +10,10 @@ the detokenized sacreBLEU of both (target: drop <= 0.5).
     .venv/bin/python scripts/benchmarks/int8_inference.py --ckpt CKPT [--data data-bin/en_fr] [--repeats 2]
 """
 import argparse
-import json
-import re
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-MODES = {"fp32": [], "int8": ["--model-overrides", "{'int8_inference': True}"]}
-
-
-def translate(ckpt, data, extra):
-    """(BLEU, sentences/s) of one eval_bleu.sh run."""
-    result = subprocess.run(["bash", str(ROOT / "scripts/eval_bleu.sh"), str(ckpt), str(data), "--json", "--", *extra],
-                            capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(f"error: eval_bleu.sh failed: {result.stderr.strip().splitlines()[-1:]}")
-    log = Path(f"{str(ckpt)[:-3]}.test.hyp.log").read_text()
-    speed = float(re.findall(r"\(([\d.]+) sentences/s", log)[-1])
-    return json.loads(result.stdout)["bleu"], speed
+from generation_speed import INT8, ROOT, race
 
 
 def main():
@@ -40,16 +24,10 @@ def main():
     args = parser.parse_args()
     if not args.ckpt.is_file():
         sys.exit(f"error: --ckpt {args.ckpt}: no such file")
-    speeds, bleus = {mode: [] for mode in MODES}, {}
-    for _ in range(args.repeats):
-        for mode, extra in MODES.items():
-            bleus[mode], speed = translate(args.ckpt, args.data, extra)
-            speeds[mode].append(speed)
-    median = {mode: statistics.median(values) for mode, values in speeds.items()}
-    for mode in MODES:
-        print(f"{mode}: {median[mode]:.2f} sentences/s (runs: {speeds[mode]}), test BLEU {bleus[mode]:.2f}")
-    print(f"int8 speed-up: {median['int8'] / median['fp32']:.2f}x (target >= 2.0); "
-          f"BLEU drop: {bleus['fp32'] - bleus['int8']:.2f} (target <= 0.5)")
+    results = race({"fp32": (args.ckpt, []), "int8": (args.ckpt, INT8)}, args.data, args.repeats)
+    (fp32_bleu, fp32_speed), (int8_bleu, int8_speed) = results["fp32"], results["int8"]
+    print(f"int8 speed-up: {int8_speed / fp32_speed:.2f}x (target >= 2.0); "
+          f"BLEU drop: {fp32_bleu - int8_bleu:.2f} (target <= 0.5)")
 
 
 if __name__ == "__main__":

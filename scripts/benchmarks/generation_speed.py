@@ -1,0 +1,38 @@
+"""Generation speed and BLEU of several contenders in one run, alternating them so machine
+noise hits all alike: each translation is the stock fairseq-generate through
+scripts/eval_bleu.sh (beam 5, batches of 64 sentences, CPU), its speed fairseq's own
+generation timer (model loading excluded). Shared by int8_inference.py and structured_speed.py."""
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parents[2]
+INT8 = ["--model-overrides", "{'int8_inference': True}"]
+
+
+def translate(ckpt: Path, data: Path, extra: Sequence[str]) -> Tuple[float, float]:
+    """(BLEU, sentences/s) of one eval_bleu.sh run."""
+    result = subprocess.run(["bash", str(ROOT / "scripts/eval_bleu.sh"), str(ckpt), str(data), "--json", "--", *extra],
+                            capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"error: eval_bleu.sh failed: {result.stderr.strip().splitlines()[-1:]}")
+    log = Path(f"{str(ckpt)[:-3]}.test.hyp.log").read_text()
+    speed = float(re.findall(r"\(([\d.]+) sentences/s", log)[-1])
+    return json.loads(result.stdout)["bleu"], speed
+
+
+def race(contenders: Dict[str, Tuple[Path, List[str]]], data: Path, repeats: int) -> Dict[str, Tuple[float, float]]:
+    """{name: (BLEU, median sentences/s)}: every contender once per repeat, in turn."""
+    speeds: Dict[str, List[float]] = {name: [] for name in contenders}
+    bleus: Dict[str, float] = {}
+    for _ in range(repeats):
+        for name, (ckpt, extra) in contenders.items():
+            bleus[name], speed = translate(ckpt, data, extra)
+            speeds[name].append(speed)
+    for name, values in speeds.items():
+        print(f"{name}: {statistics.median(values):.2f} sentences/s (runs: {values}), test BLEU {bleus[name]:.2f}")
+    return {name: (bleus[name], statistics.median(speeds[name])) for name in contenders}
