@@ -21,9 +21,7 @@ require_dir "$RAW/cls" "RAW/cls (the shipped corpus is data-bin/raw)"
 for value in "$TRAIN_EXAMPLES" "$MAX_UPDATE"; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-examples and --max-update must be positive integers, got '$value'"
 done
-for dropout in $DROPOUTS; do
-  [[ $dropout =~ ^0(\.[0-9]+)?$ ]] || die "--dropouts: each must be in [0, 1), got '$dropout'"
-done
+require_dropouts
 WORK=$OUT/examples$TRAIN_EXAMPLES DATA=$OUT/examples$TRAIN_EXAMPLES/bin
 
 bash "$ROOT/scripts/prepare_mlm.sh" "$RAW/en" "$ROOT/data-bin/en"
@@ -49,21 +47,8 @@ finetune() {
     --max-update "$MAX_UPDATE" --seed "$seed" -- "$@")"
 }
 
-groups=()
-for dropout in $DROPOUTS; do
-  for seed in $SEEDS; do start_job finetune "dropout$dropout" "$seed" --dropout "$dropout"; done
-  groups+=("dropout $dropout=$WORK/dropout$dropout")
-done
-finish_jobs
-best=$("$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric dev_accuracy --metric-file accuracy.json --best max)
-log "tuned baseline (highest mean dev accuracy): $best"
-for config in v_p0.1 v_p0.2; do
-  # shellcheck disable=SC2086  # the flags are words
-  for seed in $SEEDS; do start_job finetune "${best// /}_$config" "$seed" --dropout "${best#dropout }" ${DROPHEAD_FLAGS[$config]}; done
-  groups+=("$best + DropHead ${config//_/ }=$WORK/${best// /}_$config")
-done
-finish_jobs
+drophead_study finetune dev_accuracy accuracy.json max
 
 echo "Scheduled DropHead during fine-tuning on $TRAIN_EXAMPLES cls sentences, $ARCH pretrained as $PRETRAINED, test accuracy:"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric accuracy dev_accuracy --metric-file accuracy.json \
+"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${STUDY_GROUPS[@]}" --metric accuracy dev_accuracy --metric-file accuracy.json \
   --csv "$ROOT/docs/results/drophead_cls.csv"

@@ -22,9 +22,7 @@ require_arch "$ARCH" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,
 for value in "$TRAIN_PAIRS" "$MAX_UPDATE" "$VALIDATE_EVERY"; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-pairs, --max-update and --validate-every must be positive integers, got '$value'"
 done
-for dropout in $DROPOUTS; do
-  [[ $dropout =~ ^0(\.[0-9]+)?$ ]] || die "--dropouts: each must be in [0, 1), got '$dropout'"
-done
+require_dropouts
 WORK=$OUT/pairs$TRAIN_PAIRS DATA=$OUT/pairs$TRAIN_PAIRS/bin
 
 # The subset, prepared as usual (a sentencepiece model of its own, --vocab-size pieces).
@@ -50,23 +48,10 @@ train_and_score() {
   log "$run: $(cat "$run/valid.json") $(cat "$run/bleu.json")"
 }
 
-groups=()
-for dropout in $DROPOUTS; do
-  for seed in $SEEDS; do start_job train_and_score "dropout$dropout" "$seed" --dropout "$dropout"; done
-  groups+=("dropout $dropout=$WORK/dropout$dropout")
-done
-finish_jobs
-best=$("$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric best_valid_loss --metric-file valid.json --best min)
-log "tuned baseline (lowest mean best valid loss): $best"
-for config in v_p0.1 v_p0.2; do
-  # shellcheck disable=SC2086  # the flags are words
-  for seed in $SEEDS; do start_job train_and_score "${best// /}_$config" "$seed" --dropout "${best#dropout }" ${DROPHEAD_FLAGS[$config]}; done
-  groups+=("$best + DropHead ${config//_/ }=$WORK/${best// /}_$config")
-done
-finish_jobs
+drophead_study train_and_score best_valid_loss valid.json min
 
-"$PY" "$ROOT/scripts/lib/valid_curves.py" "${groups[@]}" --csv "$ROOT/docs/results/drophead_mt_valid_loss.csv" \
+"$PY" "$ROOT/scripts/lib/valid_curves.py" "${STUDY_GROUPS[@]}" --csv "$ROOT/docs/results/drophead_mt_valid_loss.csv" \
   --png "$ROOT/docs/results/drophead_mt_valid_loss.png" > /dev/null
 echo "Scheduled DropHead, $ARCH on $TRAIN_PAIRS EN-FR pairs, $MAX_UPDATE updates, test BLEU of the best-valid checkpoint:"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric bleu best_valid_loss best_update valid_loss_rise \
+"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${STUDY_GROUPS[@]}" --metric bleu best_valid_loss best_update valid_loss_rise \
   --metric-file bleu.json valid.json --csv "$ROOT/docs/results/drophead_mt.csv"
