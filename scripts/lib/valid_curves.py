@@ -10,7 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-VALID = re.compile(r"\| valid on '\w+' subset \|.*?\| loss ([0-9.]+) \|.*?\| num_updates (\d+)")
+VALID = re.compile(r"\| valid on '\w+' subset \| loss ([0-9.]+) \|.*?\| num_updates (\d+)")
 
 
 def valid_points(log_path):

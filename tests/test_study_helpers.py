@@ -1,0 +1,75 @@
+"""The study helpers of scripts/lib read fairseq-train's simple-format logs as fairseq writes them."""
+import csv
+import json
+import sys
+
+from conftest import ROOT, run
+
+sys.path.insert(0, str(ROOT / "scripts/lib"))
+import train_stats  # noqa: E402
+import valid_curves  # noqa: E402
+
+# Lines as fairseq 0.12 writes them (from a real electra_vs_mlm.sh calibration log).
+INNER = ("2026-12-01 14:50:{s:02d} | INFO | train_inner | epoch 001:     {u} / 3347 loss=12.083, ppl={ppl}, "
+         "wps=916.5, ups=0.45, wpb=2048, bsz=16, num_updates={u}, lr=0.000223607, gnorm=1.858, clip=100, "
+         "train_wall={tw}, wall={w}")
+VALID = ("2026-12-01 14:50:11 | INFO | valid | epoch 001 | valid on 'valid' subset | loss {loss} | nll_loss 9.1 | "
+         "ppl 548.2 | wps 6676.7 | wpb 1934.4 | bsz 15.1 | num_updates {u} | best_loss 3.9")
+
+
+def write_log(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_seconds_per_update_is_training_time_after_the_first_interval(tmp_path):
+    # the first interval holds the start-up (train_wall 26); then 25 updates per 20 s of training
+    log = "\n".join(INNER.format(s=i, u=25 * (i + 1), ppl=100, tw=26 if i == 0 else 20, w=60 * (i + 1)) for i in range(4))
+    assert train_stats.seconds_per_update(log) == 60 / 75
+    assert [p["num_updates"] for p in train_stats.inner_points(log)] == [25, 50, 75, 100]
+
+
+def test_valid_curves_find_the_minimum_and_the_rise(tmp_path):
+    losses = {100: 5.0, 200: 4.2, 300: 4.4, 400: 4.9}
+    write_log(tmp_path / "a/seed1/train.log", [VALID.format(loss=l, u=u) for u, l in losses.items()])
+    write_log(tmp_path / "a/seed2/train.log", [VALID.format(loss=l - 0.2, u=u) for u, l in losses.items()])
+    summary = json.loads(run(["python", ROOT / "scripts/lib/valid_curves.py", "--run", tmp_path / "a/seed1"]).stdout)
+    assert summary == {"best_valid_loss": 4.2, "best_update": 200, "valid_loss_rise": 0.7}
+    out = run(["python", ROOT / "scripts/lib/valid_curves.py", f"a={tmp_path / 'a'}", "--csv", tmp_path / "v.csv",
+               "--png", tmp_path / "v.png"]).stdout
+    assert len(out.splitlines()) == 2 and (tmp_path / "v.png").stat().st_size > 10_000
+    rows = list(csv.DictReader((tmp_path / "v.csv").open()))
+    assert len(rows) == 8 and rows[0] == {"config": "a", "seed": "seed1", "num_updates": "100", "valid_loss": "5.0"}
+    assert valid_curves.run_summary(valid_curves.valid_points(tmp_path / "a/seed2/train.log"))["best_valid_loss"] == 4.0
+
+
+def test_summarize_runs_merges_metric_files_and_picks_the_best_group(tmp_path):
+    for group, bleu, loss in (("x", 10.0, 4.0), ("y", 12.0, 4.5)):
+        for seed in (1, 2):
+            (tmp_path / group / f"seed{seed}").mkdir(parents=True)
+            (tmp_path / group / f"seed{seed}/bleu.json").write_text(json.dumps({"bleu": bleu + seed}))
+            (tmp_path / group / f"seed{seed}/valid.json").write_text(json.dumps({"best_valid_loss": loss}))
+    groups = [f"x={tmp_path / 'x'}", f"y={tmp_path / 'y'}"]
+    summarize = ["python", ROOT / "scripts/lib/summarize_runs.py", *groups]
+    assert run(summarize + ["--metric", "best_valid_loss", "--metric-file", "valid.json", "--best", "min"]).stdout == "x\n"
+    assert run(summarize + ["--metric", "bleu", "--best", "max"]).stdout == "y\n"
+    table = run(summarize + ["--metric", "bleu", "best_valid_loss", "--metric-file", "bleu.json", "valid.json",
+                             "--csv", tmp_path / "runs.csv"]).stdout
+    assert "| y | 2 | 13.50 ± 0.71 | 4.50 ± 0.00 |" in table
+    assert (tmp_path / "runs.csv").read_text().splitlines()[0] == "config,seed,bleu,best_valid_loss"
+
+
+def test_pretraining_curves_plot_both_runs(tmp_path):
+    electra = write_log(tmp_path / "electra.log", [
+        INNER.format(s=i, u=25 * (i + 1), ppl=9, tw=20, w=60).replace(
+            "loss=12.083, ppl=9,", f"loss=30.1, gen_loss=9.9, disc_acc=85.1, disc_acc_replaced={i}.5, "
+                                   f"replaced_frac=14.9, gen_ppl={900 - 100 * i},") for i in range(3)])
+    mlm = write_log(tmp_path / "mlm.log", [INNER.format(s=i, u=25 * (i + 1), ppl=800 - 50 * i, tw=20, w=60)
+                                           for i in range(3)])
+    run(["python", ROOT / "scripts/lib/pretraining_curves.py", "--electra", electra, "--mlm", mlm, "--csv",
+         tmp_path / "c.csv", "--png", tmp_path / "c.png"])
+    rows = list(csv.DictReader((tmp_path / "c.csv").open()))
+    assert {"run": "electra", "num_updates": "75", "metric": "disc_acc_replaced", "value": "2.5"} in rows
+    assert {"run": "mlm", "num_updates": "75", "metric": "ppl", "value": "700.0"} in rows
+    assert (tmp_path / "c.png").stat().st_size > 10_000
