@@ -12,11 +12,16 @@ class TrainedAs(TypedDict):
     data: str
 
 
+def config_value(model_cfg, key):
+    """`key` of a checkpoint's model config: a Namespace for archs registered with add_args, else a dict."""
+    return model_cfg.get(key) if isinstance(model_cfg, dict) else getattr(model_cfg, key, None)
+
+
 def trained_as(path: str) -> TrainedAs:
     state = load_state(path)
     cfg = state.get("cfg") if isinstance(state, dict) else None
     if not cfg:
         raise ValueError(f"--path {path} holds no training config ('cfg'): not a checkpoint of fairseq-train")
-    model = cfg["model"]  # a Namespace for archs registered with add_args, else a dict
-    arch = getattr(model, "arch", None) or model.get("arch") or model.get("_name")
+    model = cfg["model"]
+    arch = config_value(model, "arch") or config_value(model, "_name")
     return {"task": re.sub(r"_(pruning|timed)$", "", cfg["task"]["_name"]), "arch": arch, "data": cfg["task"]["data"]}

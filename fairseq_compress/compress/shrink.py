@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..checkpoint_info import config_value
 from ..errors import ConfigError
 
 ATTENTION_MODULES = ("self_attn", "encoder_attn")
@@ -108,11 +109,6 @@ def parse_layers_keep(text: Optional[str], n_layers: int, stack: str) -> List[in
         raise ConfigError(f"--layers-keep {text}: each index once, in [0, {n_layers - 1}] ({stack} has {n_layers} "
                           f"layers)")
     return sorted(kept)
-
-
-def config_value(model_cfg, key):
-    """`key` of a checkpoint's model config (a Namespace for archs registered with add_args, else a dict)."""
-    return model_cfg.get(key) if isinstance(model_cfg, dict) else getattr(model_cfg, key, None)
 
 
 def heads_before(model_cfg, stack: str, index: int, module: str) -> int:

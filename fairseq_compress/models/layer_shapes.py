@@ -91,11 +91,13 @@ def adopt_shapes_of_restore_file(args) -> None:
         return
     from fairseq import checkpoint_utils  # the safe loader of fairseq_hooks
 
+    from ..checkpoint_info import config_value
+
     model_cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]["model"]
-    shapes = getattr(model_cfg, "layer_shapes", None) if not isinstance(model_cfg, dict) else model_cfg.get("layer_shapes")
+    shapes = config_value(model_cfg, "layer_shapes")
     if shapes:
         args.layer_shapes = shapes
         for count in LAYER_COUNTS:
-            value = model_cfg.get(count) if isinstance(model_cfg, dict) else getattr(model_cfg, count, None)
+            value = config_value(model_cfg, count)
             if value is not None and hasattr(args, count):
                 setattr(args, count, value)
