@@ -26,6 +26,9 @@ setup(
         "packaging",
         "scikit-learn",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    extras_require={
+        "export": ["ctranslate2", "transformers", "safetensors", "tokenizers"],
+        "test": ["pytest", "pytest-xdist"],
+    },
     entry_points={"console_scripts": ["fairseq-compress=fairseq_compress.cli:main"]},
 )

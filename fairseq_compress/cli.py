@@ -72,6 +72,29 @@ def _shrink(args):
     print(json.dumps({"out": args.out, "layer_shapes": shapes}))
 
 
+def _export(args):
+    from .deploy import write_directory
+
+    _check_out(args)
+    if args.format == "ctranslate2":
+        from .deploy.to_ctranslate2 import check_quantization, export_ctranslate2
+
+        if not args.data:
+            raise ValueError("--format ctranslate2 needs --data DIR: the data-bin of the checkpoint (its "
+                             "dict.*.txt and spm.model go with the model)")
+        if args.part:
+            raise ValueError("--part applies to --format transformers (ELECTRA checkpoints)")
+        check_quantization(args.quantization)
+        report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization))
+    else:
+        from .deploy.to_transformers import export_transformers
+
+        if args.quantization:
+            raise ValueError("--quantization applies to --format ctranslate2; transformers models are written in fp32")
+        report = write_directory(args.out, lambda out: export_transformers(args.path, out, args.part, args.data))
+    print(json.dumps(report))
+
+
 def _plot(args):
     from .sweep_curves import plot_curves
 
@@ -150,6 +173,20 @@ def build_parser():
                         help="fraction of each layer's FFN neurons to keep, in (0, 1]")
     shrink.add_argument("--layers-keep", metavar="I,J,...", help="indices of the layers to keep in every stack "
                         "(encoder and decoder), e.g. 0,2,4; default all")
+    export = commands.add_parser(
+        "export", help="a checkpoint (dense, pruned, quantized, iPQ or shrunk) as a model directory of the runtime "
+                       "it is served with: CTranslate2 (translation) or Hugging Face transformers (RoBERTa, ELECTRA)")
+    export.add_argument("--format", required=True, choices=("ctranslate2", "transformers"))
+    export.add_argument("--path", required=True, metavar="CKPT", help="fairseq checkpoint (.pt)")
+    export.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    export.add_argument("--data", metavar="DIR", help="the checkpoint's data-bin (dictionaries, spm.model); required "
+                        "for ctranslate2, default for transformers: the one it was trained on")
+    export.add_argument("--quantization", metavar="TYPE", help="ctranslate2 weights: int8, int8_float32, "
+                        "int8_float16, float16 or float32 (default: as trained, float32)")
+    export.add_argument("--part", metavar="PART", help="ELECTRA: discriminator (default; ElectraForPreTraining) or "
+                        "generator (ElectraForMaskedLM)")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(run=_export)
     plot = commands.add_parser("plot", help="learning curves of a size sweep (SWEEP_DIR/<run>/curve.jsonl), one "
                                             "line per run")
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")

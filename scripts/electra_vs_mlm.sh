@@ -68,22 +68,21 @@ done
 mkdir -p "$OUT/scratch"
 echo '{"pretraining updates": 0, "tokens/s": "-"}' > "$OUT/scratch/group.json"
 
-# finetune NAME ARCH PRETRAINED [-- fairseq-train args]: every seed, on one core.
+# finetune NAME ARCH PRETRAINED SEED [-- fairseq-train args]: one fine-tuning, on one core.
 finetune() {
-  local name=$1 arch=$2 pretrained=$3 seed result; shift 3
-  for seed in $SEEDS; do
-    result=$(OMP_NUM_THREADS=1 bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$name/seed$seed" \
-      --arch "$arch" ${pretrained:+--pretrained "$pretrained"} --max-update "$MAX_UPDATE" --seed "$seed" "$@")
-    log "$name seed $seed: $result"
-  done
+  local name=$1 arch=$2 pretrained=$3 seed=$4 result; shift 4
+  result=$(bash "$ROOT/scripts/finetune_cls.sh" "$ROOT/data-bin/cls" "$OUT/$name/seed$seed" \
+    --arch "$arch" ${pretrained:+--pretrained "$pretrained"} --max-update "$MAX_UPDATE" --seed "$seed" "$@")
+  log "$name seed $seed: $result"
 }
-# The two pretrained models side by side, then the baseline.
-# shellcheck disable=SC2086
-finetune electra electra_small "$OUT/electra/pretrain/checkpoint_last.pt" -- $DEPTH &
-electra_finetune=$!
-finetune mlm "$MLM_ARCH" "$OUT/mlm/pretrain/checkpoint_last.pt"
-wait "$electra_finetune" || die "an ELECTRA fine-tuning failed (logs: $OUT/electra/seed*/train.log)"
-finetune scratch "$MLM_ARCH" ""
+# Every fine-tuning queued two at a time (one per core): the pretrained models seed by seed, then the baseline.
+for seed in $SEEDS; do
+  # shellcheck disable=SC2086
+  start_job finetune electra electra_small "$OUT/electra/pretrain/checkpoint_last.pt" "$seed" -- $DEPTH
+  start_job finetune mlm "$MLM_ARCH" "$OUT/mlm/pretrain/checkpoint_last.pt" "$seed"
+done
+for seed in $SEEDS; do start_job finetune scratch "$MLM_ARCH" "" "$seed"; done
+finish_jobs
 
 echo "ELECTRA vs MLM, $MINUTES min of pretraining each (one core each, at the same time, linear decay), cls fine-tuning ($MAX_UPDATE updates):"
 "$PY" "$ROOT/scripts/lib/summarize_runs.py" "ELECTRA (electra_small, $LAYERS layers)=$OUT/electra" \

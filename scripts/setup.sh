@@ -23,7 +23,10 @@ constraints=(-c "$ROOT/constraints.txt")
 # --no-deps: fairseq-fixed's metadata asks for torchaudio (a CUDA torch); its
 # real dependencies come with this package below.
 "${pip[@]}" install "${constraints[@]}" --no-deps --no-build-isolation fairseq-fixed
-"${pip[@]}" install "${constraints[@]}" -e "$ROOT[test]"
-"$VENV/bin/python" -c "import fairseq.libbase, fairseq.data.data_utils_fast, fairseq_compress"
+"${pip[@]}" install "${constraints[@]}" -e "$ROOT[export,test]"
+"$VENV/bin/python" -c "import fairseq.libbase, fairseq.data.data_utils_fast, fairseq_compress, ctranslate2, transformers"
+# Nothing above may have replaced the CPU torch (transformers and ctranslate2 do not depend on it).
+"$VENV/bin/python" -c "import sys, torch; sys.exit(None if torch.version.cuda is None else
+  f'setup: a CUDA torch {torch.__version__} replaced the CPU one; reinstall with constraints.txt')"
 echo "$wanted" > "$STAMP"
 echo "setup: done"

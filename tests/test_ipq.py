@@ -199,9 +199,9 @@ def test_distillation_loss_is_the_stated_mixture(mt_checkpoint, mt_data):
     import torch.nn.functional as F
 
     from fairseq_compress.compress.distillation import distilled
-    from fairseq_compress.compress.ipq import load_for_compression
+    from fairseq_compress.model_loading import load_model
 
-    student, task, cfg, _ = load_for_compression(mt_checkpoint, mt_data)
+    student, task, cfg = load_model(mt_checkpoint, mt_data)
     teacher = copy.deepcopy(student)
     with torch.no_grad():
         for p in student.parameters():

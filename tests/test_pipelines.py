@@ -5,22 +5,7 @@ import re
 
 import pytest
 
-from conftest import MOTS, ROOT, WORDS, one_line_error, run, script, sentences
-
-def write_parallel(directory, compress=False):
-    """WMT14 layout: {train,valid,test}.{en,fr}, line-aligned."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", 400), ("valid", 30), ("test", 30)):
-        for lang, vocabulary in (("en", WORDS), ("fr", MOTS)):
-            text = "\n".join(sentences(n, vocabulary, offset=len(split))) + "\n"
-            path = directory / f"{split}.{lang}"
-            if compress:
-                with gzip.open(f"{path}.gz", "wt") as f:
-                    f.write(text)
-            else:
-                path.write_text(text)
-    return directory
-
+from conftest import MOTS, ROOT, WORDS, one_line_error, run, script, sentences, write_parallel
 
 @pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])
 def test_prepare_mt_layouts_and_rerun(tmp_path, compress):

@@ -28,6 +28,7 @@ from torch import nn
 from fairseq.utils import safe_getattr
 
 from ..errors import ConfigError
+from ..model_loading import load_model
 from .checkpoint_format import (encode_dense, load_dense_checkpoint, encode_ipq, pq_decode, round_trip_dense, tie_key,
                                 with_aliases, write_checkpoint)
 from .distillation import distilled
@@ -265,31 +266,6 @@ def check_distillation(cfg, data, finetune_updates, temperature, weight):
                           "logit per token and its input is sampled anew each call")
 
 
-def load_for_compression(path, data=None):
-    """(model, task, cfg, the checkpoint as stored) of a dense fairseq checkpoint."""
-    from fairseq import checkpoint_utils
-
-    raw = load_dense_checkpoint(path)
-    try:
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [str(path)], arg_overrides={"data": str(data)} if data else None)
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path} was trained on data that is not here ({error}); pass --data DIR") from None
-    return without_parametrizations(models[0]).float().eval(), task, cfg, raw
-
-
-def without_parametrizations(model):
-    """A pruning task's model holds its weights as parametrizations (original x mask,
-    fake quantization with --qat-bits): make each the plain weight it computes."""
-    from torch.nn.utils import parametrize
-
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    return model
-
-
 def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, lr=1e-4, n_iter=15,
                         distill_temperature=None, distill_weight=0.5):
     """Quantize the stages of `config_path` in order (fine-tuning between stages
@@ -298,7 +274,8 @@ def compress_checkpoint(path, config_path, out, data=None, finetune_updates=0, l
     from tqdm import tqdm
 
     config = load_config(config_path)
-    model, task, cfg, source = load_for_compression(path, data)
+    source = load_dense_checkpoint(path)
+    model, task, cfg = load_model(path, data)
     distillation = None
     if distill_temperature is not None:
         check_distillation(cfg, data, finetune_updates, distill_temperature, distill_weight)

@@ -1,0 +1,29 @@
+"""The model of any checkpoint this plugin reads, as a plain fp32 eval-mode module: stock or plugin
+archs, pruning-task checkpoints (masks folded), compressed files (decoded by fairseq_hooks' loader)
+and shrunk ones. The offline tools (iPQ, export) start from it."""
+from torch.nn.utils import parametrize
+
+from .errors import ConfigError
+
+
+def load_model(path, data=None):
+    """(model, task, cfg) of the fairseq checkpoint at `path`, compressed or not; `data`
+    replaces the data directory it was trained on (for its dictionaries)."""
+    from fairseq import checkpoint_utils  # with fairseq_hooks' loader: safe, compressed files decoded
+
+    try:
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [str(path)], arg_overrides={"data": str(data)} if data else None)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path} was trained on data that is not here ({error}); pass --data DIR") from None
+    return without_parametrizations(models[0]).float().eval(), task, cfg
+
+
+def without_parametrizations(model):
+    """A pruning task's model holds its weights as parametrizations (original x mask,
+    fake quantization with --qat-bits): make each the plain weight it computes."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
