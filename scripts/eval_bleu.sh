@@ -5,6 +5,9 @@
 # Hypotheses are capped at 1.5 x source length + 10 tokens (fairseq's default
 # cap is 200 tokens), so an under-trained model that repeats itself cannot make
 # generation crawl. Extra arguments after -- go to fairseq-generate and win.
+# CKPT may also be a CTranslate2 model directory (fairseq-compress export --format
+# ctranslate2): it translates DATA/raw/SPLIT.SRC with the same beam, batches and
+# caps (scripts/lib/ct2_translate.py), and is scored the same way.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -13,7 +16,9 @@ SPLIT=test BEAM=5 BATCH=64 JSON=0
 parse_args "$usage" "--split=SPLIT --beam=BEAM --batch-size=BATCH --json=JSON? --" "$@"
 ((${#POSITIONAL[@]} == 2)) || die "$usage"
 CKPT=${POSITIONAL[0]} DATA=${POSITIONAL[1]}
-[[ -f $CKPT ]] || die "checkpoint '$CKPT' does not exist"
+CKPT=${CKPT%/}
+[[ -f $CKPT || -f $CKPT/model.bin ]] || die "checkpoint '$CKPT' does not exist (a .pt file or a CTranslate2 directory)"
+((${#EXTRA[@]} == 0)) || [[ -f $CKPT ]] || die "fairseq-generate arguments after -- do not apply to a CTranslate2 directory"
 require_dir "$DATA" "DATA"
 [[ -f $DATA/spm.model ]] || die "$DATA/spm.model is missing: prepare DATA with scripts/prepare_mt.sh"
 shopt -s nullglob
@@ -31,13 +36,20 @@ REF=$DATA/raw/$SPLIT.$TGT_LANG
 
 HYP=${CKPT%.pt}.$SPLIT.hyp
 log "translating $DATA ($SPLIT, $SRC_LANG->$TGT_LANG) with $CKPT, beam $BEAM"
-fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" --source-lang "$SRC_LANG" \
-  --target-lang "$TGT_LANG" --gen-subset "$SPLIT" --beam "$BEAM" --batch-size "$BATCH" \
-  --required-batch-size-multiple 1 --max-len-a 1.5 --max-len-b 10 "${EXTRA[@]}" > "$HYP.generate" 2> "$HYP.log" \
-  || { tail -n 3 "$HYP.log" >&2; die "fairseq-generate failed (log: $HYP.log)"; }
-# fairseq-generate prints hypotheses as H-<id>\t<score>\t<pieces>, out of order.
-grep -P '^H-\d+\t' "$HYP.generate" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \
-  | "$PY" "$ROOT/scripts/lib/spm.py" decode --model "$DATA/spm.model" > "$HYP"
+if [[ -d $CKPT ]]; then
+  [[ -f $DATA/raw/$SPLIT.$SRC_LANG ]] || die "missing source $DATA/raw/$SPLIT.$SRC_LANG"
+  "$PY" "$ROOT/scripts/lib/ct2_translate.py" --model "$CKPT" --src "$DATA/raw/$SPLIT.$SRC_LANG" --out "$HYP" \
+    --beam "$BEAM" --batch-size "$BATCH" --max-len-a 1.5 --max-len-b 10 2> "$HYP.log" \
+    || { tail -n 3 "$HYP.log" >&2; die "CTranslate2 translation failed (log: $HYP.log)"; }
+else
+  fairseq-generate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" --source-lang "$SRC_LANG" \
+    --target-lang "$TGT_LANG" --gen-subset "$SPLIT" --beam "$BEAM" --batch-size "$BATCH" \
+    --required-batch-size-multiple 1 --max-len-a 1.5 --max-len-b 10 "${EXTRA[@]}" > "$HYP.generate" 2> "$HYP.log" \
+    || { tail -n 3 "$HYP.log" >&2; die "fairseq-generate failed (log: $HYP.log)"; }
+  # fairseq-generate prints hypotheses as H-<id>\t<score>\t<pieces>, out of order.
+  grep -P '^H-\d+\t' "$HYP.generate" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \
+    | "$PY" "$ROOT/scripts/lib/spm.py" decode --model "$DATA/spm.model" > "$HYP"
+fi
 json=()
 [[ $JSON == 1 ]] && json=(--json)
 "$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" "${json[@]}"

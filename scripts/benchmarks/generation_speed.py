@@ -1,7 +1,8 @@
 """Generation speed and BLEU of several contenders in one run, alternating them so machine
-noise hits all alike: each translation is the stock fairseq-generate through
-scripts/eval_bleu.sh (beam 5, batches of 64 sentences, CPU), its speed fairseq's own
-generation timer (model loading excluded). Shared by int8_inference.py and structured_speed.py."""
+noise hits all alike: each translation goes through scripts/eval_bleu.sh (beam 5, batches of
+64 sentences, CPU): the stock fairseq-generate for a checkpoint, CTranslate2 for an exported
+directory; its speed is the runtime's own translation timer (model loading excluded). Shared by
+int8_inference.py, structured_speed.py and deploy_speed.py."""
 import json
 import re
 import statistics
@@ -20,7 +21,8 @@ def translate(ckpt: Path, data: Path, extra: Sequence[str]) -> Tuple[float, floa
                             capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"error: eval_bleu.sh failed: {result.stderr.strip().splitlines()[-1:]}")
-    log = Path(f"{str(ckpt)[:-3]}.test.hyp.log").read_text()
+    stem = str(ckpt)[:-3] if str(ckpt).endswith(".pt") else str(ckpt).rstrip("/")
+    log = Path(f"{stem}.test.hyp.log").read_text()
     speed = float(re.findall(r"\(([\d.]+) sentences/s", log)[-1])
     return json.loads(result.stdout)["bleu"], speed
 
