@@ -48,18 +48,18 @@ def _ipq(args):
 
 
 def _quantize(args):
-    from .compress.export import export_checkpoint
+    from .compress.post_training import prune_and_quantize
 
     _check_out(args)
-    export_checkpoint(args.path, args.out, bits=args.bits, exclude=args.exclude)
+    prune_and_quantize(args.path, args.out, bits=args.bits, exclude=args.exclude)
     _report(args)
 
 
 def _prune(args):
-    from .compress.export import export_checkpoint
+    from .compress.post_training import prune_and_quantize
 
     _check_out(args)
-    export_checkpoint(args.path, args.out, bits=args.bits, sparsity=args.sparsity, scope=args.scope,
+    prune_and_quantize(args.path, args.out, bits=args.bits, sparsity=args.sparsity, scope=args.scope,
                       targets=args.targets)
     _report(args)
 

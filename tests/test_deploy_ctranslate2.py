@@ -154,3 +154,18 @@ def test_bad_input(word_mt, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     run(base + ["--data", data, "--out", existing, "--force"])
     assert (existing / "model.bin").exists() and not (existing / "keep.txt").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or ctranslate2.get_cuda_device_count() == 0,
+                    reason="needs CUDA and a CUDA build of ctranslate2")
+def test_int8_float16_on_cuda_translates_as_float32_on_cpu(word_mt, tmp_path):
+    """The serving setup on a GPU: CTranslate2 int8 weights with fp16 activations."""
+    data, checkpoint = word_mt
+    expected = fairseq_greedy(data, checkpoint)
+    ids = sorted(expected)
+    out = export(checkpoint, data, tmp_path / "ct2", "--quantization", "int8_float16")
+    translator = ctranslate2.Translator(str(out), device="cuda", compute_type="int8_float16")
+    results = translator.translate_batch([expected[i][0] for i in ids], beam_size=1, max_decoding_length=MAX_LEN)
+    same = sum(result.hypotheses[0] == expected[i][1] for result, i in zip(results, ids))
+    assert same >= 0.9 * len(ids), f"{same} of {len(ids)} greedy translations equal fairseq's"

@@ -40,7 +40,9 @@ def checkpoints(mlm_data, tmp_path_factory):
     return {"roberta": (roberta, en_bin), "electra": (electra, en_bin),
             "roberta_cls": (train(cls_bin, work / "roberta_cls", *classify(cls_bin, roberta, "roberta_l2_h128")), cls_bin),
             "electra_cls": (train(cls_bin, work / "electra_cls", *classify(
-                cls_bin, electra, "electra_tiny", "--pooler-activation-fn", "gelu")), cls_bin)}
+                cls_bin, electra, "electra_tiny", "--pooler-activation-fn", "gelu")), cls_bin),
+            "electra_cls_tanh": (train(cls_bin, work / "electra_cls_tanh", *classify(cls_bin, electra, "electra_tiny")),
+                                 cls_bin)}
 
 
 def export(checkpoint, out, *flags):
@@ -165,6 +167,7 @@ def test_bad_input(checkpoints, word_mt, tmp_path):
     one_line_error(run(base + [checkpoints["electra_cls"][0], "--part", "generator"], check=False),
                    "--part generator", "fine-tuned")
     one_line_error(run(base + [checkpoints["roberta"][0], "--part", "generator"], check=False), "--part", "ELECTRA")
+    one_line_error(run(base + [checkpoints["electra_cls_tanh"][0]], check=False), "--pooler-activation-fn tanh", "gelu")
     one_line_error(run(base + [checkpoints["electra"][0], "--part", "both"], check=False), "--part both", "generator")
     one_line_error(run(base + [checkpoints["roberta"][0], "--quantization", "int8"], check=False),
                    "--quantization", "ctranslate2")

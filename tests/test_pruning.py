@@ -59,7 +59,7 @@ def test_magnitude_masks_match_reference(scope):
     model = two_layers()
     weights = {name: module.weight.detach().clone() for name, module in model.items()}
     attach_masks(model, options(prune_targets="a|b"))
-    update_masks(masked_weights(model), 0.5, scope)
+    update_masks(model, options(prune_scope=scope), 0.5)
     if scope == "global":
         flat = torch.cat([w.abs().flatten() for w in weights.values()])
         keep = reference_keep(flat, 0.5).split([w.numel() for w in weights.values()])
@@ -106,9 +106,9 @@ def test_global_threshold_keeps_the_exact_count_under_ties():
 def test_masks_only_grow_and_pruned_weights_get_no_gradient():
     model = two_layers()
     attach_masks(model, options(prune_targets="a|b"))
-    update_masks(masked_weights(model), 0.3, "global")
+    update_masks(model, options(prune_scope="global"), 0.3)
     first = model["a"].parametrizations.weight[0].mask.clone()
-    update_masks(masked_weights(model), 0.6, "global")
+    update_masks(model, options(prune_scope="global"), 0.6)
     second = model["a"].parametrizations.weight[0].mask
     assert not (second & ~first).any()  # nothing pruned comes back
     model["b"](model["a"](torch.randn(3, 16))).sum().backward()
@@ -122,7 +122,7 @@ def test_attention_reading_weights_directly_sees_the_mask():
     reference = MultiheadAttention(32, 4, self_attention=True)
     reference.load_state_dict(attention.state_dict())
     attach_masks(attention, options(prune_targets="q_proj|out_proj"))
-    update_masks(masked_weights(attention), 0.5, "layer")
+    update_masks(attention, options(prune_scope="layer"), 0.5)
     with torch.no_grad():
         for name in ("q_proj", "out_proj"):
             getattr(reference, name).weight.copy_(getattr(attention, name).weight)
@@ -134,7 +134,7 @@ def test_attention_reading_weights_directly_sees_the_mask():
 def test_qat_forward_equals_the_int_export_and_passes_gradients_straight():
     model = nn.ModuleDict({"a": nn.Linear(16, 8)})
     attach_masks(model, options(prune_targets="a", qat_bits=4))
-    update_masks(masked_weights(model), 0.25, "layer")
+    update_masks(model, options(prune_scope="layer"), 0.25)
     original = model["a"].parametrizations.weight.original
     masked = original.detach() * model["a"].parametrizations.weight[0].mask
     entry = encode_int(masked, 4)
@@ -275,7 +275,7 @@ def test_quant_noise_goes_in_under_the_mask():
 
     model = two_layers()
     attach_masks(model, options(prune_targets="a|b"))
-    update_masks(masked_weights(model), 0.5, "layer")
+    update_masks(model, options(prune_scope="layer"), 0.5)
     targets = noised_parameters(model, re.compile("^$"))
     original = model["a"].parametrizations.weight.original
     assert id(original) in targets

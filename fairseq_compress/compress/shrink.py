@@ -21,6 +21,8 @@ import torch
 
 from ..checkpoint_info import config_value
 from ..errors import ConfigError
+from ..modules.weight_parametrizations import PRUNING_MASK
+from .structured_pruning import HEAD_PARTS, NEURON_PARTS, masked_units
 
 ATTENTION_MODULES = ("self_attn", "encoder_attn")
 LAYER = re.compile(r"^(?P<stack>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
@@ -121,9 +123,29 @@ def heads_before(model_cfg, stack: str, index: int, module: str) -> int:
     return config_value(model_cfg, f"{side}_attention_heads")
 
 
+def mask_survivors(masked_state: Dict[str, torch.Tensor], model_cfg) -> Dict[str, List[int]]:
+    """{attention module or layer prefix: the heads or FFN neurons its pruning masks keep} of a
+    pruning task's state dict (--prune-granularity head / neuron zero whole units); empty without masks."""
+    survivors: Dict[str, List[int]] = {}
+    for stack, n_layers in stacks_of(masked_state).items():
+        for index in range(n_layers):
+            prefix = f"{stack}.{index}"
+            for module in ATTENTION_MODULES:
+                if f"{prefix}.{module}.out_proj{PRUNING_MASK}" in masked_state:
+                    heads = heads_before(model_cfg, stack, index, module)
+                    survivors[f"{prefix}.{module}"] = masked_units(masked_state, f"{prefix}.{module}", HEAD_PARTS, heads)
+            if f"{prefix}.fc2{PRUNING_MASK}" in masked_state:
+                neurons = masked_state[f"{prefix}.fc2{PRUNING_MASK}"].size(1)
+                survivors[prefix] = masked_units(masked_state, prefix, NEURON_PARTS, neurons)
+    return survivors
+
+
 def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, ffn_keep: float,
-                 layers_keep: Optional[str]) -> Tuple[Dict[str, torch.Tensor], LayerShapes, Dict[str, int]]:
-    """(smaller state dict, its layer shapes, {stack: number of layers kept})."""
+                 layers_keep: Optional[str], survivors: Optional[Dict[str, List[int]]] = None
+                 ) -> Tuple[Dict[str, torch.Tensor], LayerShapes, Dict[str, int]]:
+    """(smaller state dict, its layer shapes, {stack: number of layers kept}). Of the heads and
+    neurons that `survivors` (mask_survivors) keeps, or all, the strongest fractions are kept."""
+    survivors = survivors or {}
     for flag, fraction in (("--heads-keep", heads_keep), ("--ffn-keep", ffn_keep)):
         if not 0 < fraction <= 1:
             raise ConfigError(f"{flag} must be in (0, 1], got {fraction}")
@@ -140,11 +162,14 @@ def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, f
             for module in ATTENTION_MODULES:
                 if f"{prefix}.{module}.q_proj.weight" in state:
                     heads = heads_before(model_cfg, stack, old_index, module)
-                    kept = head_ranking(state, f"{prefix}.{module}", heads)[:kept_count(heads, heads_keep)]
+                    alive = survivors.get(f"{prefix}.{module}", range(heads))
+                    ranking = [h for h in head_ranking(state, f"{prefix}.{module}", heads) if h in alive]
+                    kept = ranking[:kept_count(len(ranking), heads_keep)]
                     slice_heads(state, f"{prefix}.{module}", heads, kept)
                     shape[module] = len(kept)
             if f"{prefix}.fc1.weight" in state:
-                ranking = neuron_ranking(state, prefix)
+                alive = set(survivors.get(prefix, range(state[f"{prefix}.fc1.weight"].size(0))))
+                ranking = [n for n in neuron_ranking(state, prefix) if n in alive]
                 kept = ranking[:kept_count(len(ranking), ffn_keep)]
                 slice_neurons(state, prefix, kept)
                 shape["ffn"] = len(kept)
@@ -167,7 +192,7 @@ def shrink_checkpoint(path: str, out: str, heads_keep: float = 1.0, ffn_keep: fl
         raise ConfigError(f"--path {path}: shrink supports the plugin's transformer_l*_h* and roberta_l*_h* archs, "
                           f"not {arch}")
     state, shapes, layer_counts = shrink_state(fold_pruning_masks(source["model"]), model_cfg, heads_keep, ffn_keep,
-                                               layers_keep)
+                                               layers_keep, mask_survivors(source["model"], model_cfg))
     cfg = dict(source["cfg"])
     cfg["model"] = model_cfg = copy.copy(model_cfg)
     for stack, count in layer_counts.items():

@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 
 from ..compress.magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
 from ..compress.scalar_quantizer import BITS
+from ..compress.structured_pruning import STRUCTURED, check_granularities, structured_keeps, targets_of
 from ..errors import ConfigError
 from ..modules.weight_parametrizations import PruningMask, QATQuantizer, accept_dense_weight, masked_weights
 from .registry import register_mixin_task
@@ -46,6 +47,10 @@ class PruningOptions(FairseqDataclass):
     prune_scope: ChoiceEnum(["global", "layer"]) = field(
         default="global", metadata={"help": "global: one magnitude threshold over all targets; layer: one per matrix"})
     prune_targets: str = field(default=DEFAULT_TARGETS, metadata={"help": "regex: Linear modules whose weight is pruned"})
+    prune_granularity: str = field(
+        default="weight", metadata={"help": "what a mask removes, comma-separated to combine: weight (single weights), "
+                                            "head (whole attention heads), neuron (whole FFN neurons); "
+                                            "--prune-sparsity is the fraction of each removed"})
     qat_bits: Optional[int] = field(
         default=None, metadata={"help": "fake-quantize the targets to this many bits in the forward pass (straight-"
                                         "through), as fairseq-compress quantize will store them"})
@@ -66,6 +71,7 @@ def check_options(cfg):
                               f"({cfg.prune_start_update}), got {cfg.prune_end_update}")
         if cfg.prune_frequency < 1:
             raise ConfigError(f"--prune-frequency must be a positive integer, got {cfg.prune_frequency}")
+    check_granularities(cfg.prune_granularity)
     try:
         re.compile(cfg.prune_targets)
     except re.error as error:
@@ -86,6 +92,9 @@ def attach_masks(model, cfg):
         module.register_load_state_dict_pre_hook(accept_dense_weight)
         if cfg.qat_bits is not None:
             parametrize.register_parametrization(module, "weight", QATQuantizer(cfg.qat_bits))
+    for granularity in check_granularities(cfg.prune_granularity):
+        if granularity in STRUCTURED:
+            targets_of(granularity, model, cfg.prune_targets)  # the arch has such units among the targets
 
 
 def target_sparsity(cfg, update):
@@ -106,15 +115,24 @@ def is_mask_update(cfg, update):
 
 
 @torch.no_grad()
-def update_masks(weights_and_masks, sparsity, scope):
-    """Magnitude pruning of the weights to `sparsity`; already pruned weights
-    score 0, so masks only grow sparser as the schedule rises."""
-    pairs = list(weights_and_masks)
+def update_masks(model, cfg, sparsity):
+    """Masks of `sparsity` at each of --prune-granularity (combined: a weight stays if every
+    granularity keeps it); already pruned weights score 0, so masks only grow sparser as the
+    schedule rises."""
+    pairs = list(masked_weights(model))
     for weight, mask in pairs:  # in place, so the scores are the weights (no copy of all of them)
         weight.mul_(mask)
-    keeps = magnitude_masks([weight for weight, _ in pairs], sparsity, scope)
-    for (weight, mask), keep in zip(pairs, keeps):
-        mask.copy_(keep)
+    keeps = {id(mask): torch.ones_like(mask) for _, mask in pairs}
+    for granularity in check_granularities(cfg.prune_granularity):
+        if granularity == "weight":
+            proposals = zip((mask for _, mask in pairs),
+                            magnitude_masks([weight for weight, _ in pairs], sparsity, cfg.prune_scope))
+        else:
+            proposals = structured_keeps(model, granularity, cfg.prune_targets, sparsity, cfg.prune_scope)
+        for mask, keep in proposals:
+            keeps[id(mask)].logical_and_(keep)
+    for weight, mask in pairs:
+        mask.copy_(keeps[id(mask)])
         weight.mul_(mask)
 
 
@@ -144,7 +162,7 @@ class PruningMixin:
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if is_mask_update(self.cfg, update_num):
-            update_masks(masked_weights(model), target_sparsity(self.cfg, update_num), self.cfg.prune_scope)
+            update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
         if update_num != self.last_logged_update:  # once per update, not per micro-batch
             self.last_logged_update = update_num
             metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)

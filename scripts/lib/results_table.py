@@ -1,24 +1,32 @@
-"""Rows of the demo's result table: one JSON line per model, printed as markdown."""
+"""Rows of the demo's result table, one JSON line per artifact (a fairseq checkpoint or a
+CTranslate2 directory): test BLEU with its signature, MB on disk, sentences/s; printed as
+markdown or CSV, and plotted (BLEU against MB and against sentences/s)."""
 import argparse
 import csv
 import json
+import re
 import sys
+from pathlib import Path
+
+COLUMNS = ["artifact", "mb", "bleu", "sentences_per_s", "signature"]
 
 
-def add_row(args):
-    size = json.load(open(args.size_json))
-    bleu = json.load(open(args.bleu_json))
-    row = {
-        "model": args.model,
-        "params": size["model_params"],
-        "model_mb": round(size["model_bytes"] / 1e6, 2),
-        "file_mb": round(size["file_bytes"] / 1e6, 2),
-        "bleu": bleu["bleu"],
-        "signature": bleu["signature"],
-    }
-    rows = [r for r in read_rows(args.table) if r["model"] != args.model] + [row]
-    with open(args.table, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+def megabytes(path: Path) -> float:
+    """A CTranslate2 directory's files; a checkpoint's model tensors as stored (optimizer state left out:
+    it is not deployed)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+    from fairseq_compress.compress.size import checkpoint_size
+
+    return checkpoint_size(str(path))["model_bytes"] / 1e6
+
+
+def sentences_per_second(log: Path) -> float:
+    """The speed line of fairseq-generate or scripts/lib/ct2_translate.py."""
+    speeds = re.findall(r"\(([\d.]+) sentences/s", log.read_text())
+    if not speeds:
+        sys.exit(f"error: --hyp-log {log} has no 'sentences/s' line")
+    return float(speeds[-1])
 
 
 def read_rows(path):
@@ -29,36 +37,70 @@ def read_rows(path):
         return []
 
 
+def add_row(args):
+    bleu = json.loads(args.bleu_json.read_text())
+    row = {"artifact": args.artifact_name, "mb": round(megabytes(args.artifact), 2), "bleu": bleu["bleu"],
+           "sentences_per_s": sentences_per_second(args.hyp_log), "signature": bleu["signature"]}
+    rows = [r for r in read_rows(args.table) if r["artifact"] != args.artifact_name] + [row]
+    with open(args.table, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def show(args):
-    print("| model | params | MB (fp32 weights) | MB on disk (checkpoint) | test BLEU | sacreBLEU signature |")
-    print("|---|---:|---:|---:|---:|---|")
-    for r in read_rows(args.table):
-        signature = r["signature"].replace("|", "\\|")  # a literal | inside a markdown cell
-        print(f"| {r['model']} | {r['params']:,} | {r['model_mb']:.2f} | {r['file_mb']:.2f} | {r['bleu']:.2f} | {signature} |")
+    print("| artifact | MB on disk | test BLEU | sentences/s (1 thread) |")
+    print("|---|---:|---:|---:|")
+    rows = read_rows(args.table)
+    for r in rows:
+        print(f"| {r['artifact']} | {r['mb']:.2f} | {r['bleu']:.2f} | {r['sentences_per_s']:.1f} |")
+    if rows:
+        print(f"\nsacreBLEU signature: {rows[0]['signature']}")
 
 
 def to_csv(args):
-    rows = read_rows(args.table)
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["model"], lineterminator="\n")
+    writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(read_rows(args.table))
+
+
+def plot(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(args.table)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, column, label in ((axes[0], "mb", "MB on disk"), (axes[1], "sentences_per_s", "sentences/s (1 thread)")):
+        for r in rows:
+            axis.scatter(r[column], r["bleu"])
+            axis.annotate(r["artifact"], (r[column], r["bleu"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axis.set_xlabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test BLEU")
+    figure.suptitle(args.title)
+    figure.tight_layout()
+    figure.savefig(args.png, dpi=120)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="add or replace a model's row")
+    add = commands.add_parser("add", help="add or replace an artifact's row")
     add.add_argument("--table", required=True)
-    add.add_argument("--model", required=True)
-    add.add_argument("--size-json", required=True, help="output of fairseq-compress size --json")
-    add.add_argument("--bleu-json", required=True, help="output of scripts/eval_bleu.sh --json")
+    add.add_argument("--artifact-name", required=True, help="the row's label")
+    add.add_argument("--artifact", required=True, type=Path, help="the checkpoint or CTranslate2 directory")
+    add.add_argument("--bleu-json", required=True, type=Path, help="output of scripts/eval_bleu.sh --json")
+    add.add_argument("--hyp-log", required=True, type=Path, help="the translation log eval_bleu.sh kept")
     add.set_defaults(run=add_row)
-    show_parser = commands.add_parser("show", help="print the table as markdown")
-    show_parser.add_argument("--table", required=True)
-    show_parser.set_defaults(run=show)
-    csv_parser = commands.add_parser("csv", help="print the table as CSV")
-    csv_parser.add_argument("--table", required=True)
-    csv_parser.set_defaults(run=to_csv)
+    for name, run, help in (("show", show, "print the table as markdown"), ("csv", to_csv, "print the table as CSV")):
+        command = commands.add_parser(name, help=help)
+        command.add_argument("--table", required=True)
+        command.set_defaults(run=run)
+    plot_parser = commands.add_parser("plot", help="BLEU against MB and against sentences/s")
+    plot_parser.add_argument("--table", required=True)
+    plot_parser.add_argument("--png", required=True)
+    plot_parser.add_argument("--title", default="")
+    plot_parser.set_defaults(run=plot)
     args = parser.parse_args()
     args.run(args)
 

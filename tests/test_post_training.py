@@ -12,7 +12,7 @@ import fairseq_compress  # noqa: F401  (installs the loader)
 from fairseq_compress.checkpoint_safety import load_state
 from fairseq_compress.compress.checkpoint_format import (FORMAT_KEY, decode_entry, encode_int, encode_weight, int_decode,
                                                          pack_bits, unpack_bits)
-from fairseq_compress.compress.export import export_checkpoint
+from fairseq_compress.compress.post_training import prune_and_quantize
 
 
 def test_int8_matches_torch_per_channel_quantization():
@@ -78,7 +78,7 @@ def test_dense_matrices_stay_dense():
 @pytest.fixture(scope="module")
 def int4_checkpoint(mt_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("scalar") / "int4.pt"
-    export_checkpoint(mt_checkpoint, out, bits=4)
+    prune_and_quantize(mt_checkpoint, out, bits=4)
     return out
 
 

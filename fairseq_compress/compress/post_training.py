@@ -27,7 +27,7 @@ def prune_state(state, sparsity, scope, targets):
     return names
 
 
-def export_checkpoint(path, out, bits=None, sparsity=0.0, scope="global", targets=DEFAULT_TARGETS, exclude=None):
+def prune_and_quantize(path, out, bits=None, sparsity=0.0, scope="global", targets=DEFAULT_TARGETS, exclude=None):
     """Write `out`: the checkpoint at `path` pruned to `sparsity` and/or with its
     weight matrices (except names matching `exclude`) at `bits` bits."""
     if bits is not None and bits not in BITS:
