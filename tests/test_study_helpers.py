@@ -73,3 +73,30 @@ def test_pretraining_curves_plot_both_runs(tmp_path):
     assert {"run": "electra", "num_updates": "75", "metric": "disc_acc_replaced", "value": "2.5"} in rows
     assert {"run": "mlm", "num_updates": "75", "metric": "ppl", "value": "700.0"} in rows
     assert (tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_demo_table_reads_bleu_size_and_speed_of_checkpoints_and_ctranslate2_directories(mt_checkpoint, tmp_path):
+    import results_table
+
+    ct2 = tmp_path / "ct2"
+    ct2.mkdir()
+    (ct2 / "model.bin").write_bytes(b"x" * 2_000_000)
+    bleu = tmp_path / "bleu.json"
+    bleu.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3}))
+    fairseq_log = write_log(tmp_path / "a.log", ["INFO:fairseq_cli.generate:Translated 2,976 sentences (81,345 tokens) "
+                                                 "in 60.3s (49.35 sentences/s, 1349.04 tokens/s)"])
+    ct2_log = write_log(tmp_path / "b.log", ["CTranslate2 | Translated 2976 sentences in 9.8s (303.67 sentences/s)"])
+    table = tmp_path / "t.jsonl"
+    lib = ROOT / "scripts/lib/results_table.py"
+    for name, artifact, log in (("dense", mt_checkpoint, fairseq_log), ("ct2", ct2, ct2_log)):
+        run([sys.executable, lib, "add", "--table", table, "--artifact-name", name, "--artifact", artifact,
+             "--bleu-json", bleu, "--hyp-log", log])
+    rows = {row["artifact"]: row for row in results_table.read_rows(table)}
+    assert rows["dense"]["sentences_per_s"] == 49.35 and rows["ct2"]["sentences_per_s"] == 303.67
+    assert rows["ct2"]["mb"] == 2.0
+    model_bytes = json.loads(run(["fairseq-compress", "size", "--path", mt_checkpoint, "--json"]).stdout)["model_bytes"]
+    assert rows["dense"]["mb"] == round(model_bytes / 1e6, 2)  # the model, not the Adam state beside it
+    shown = run([sys.executable, lib, "show", "--table", table]).stdout
+    assert "| ct2 | 2.00 | 12.50 | 303.7 |" in shown and "nrefs:1|case:mixed" in shown
+    run([sys.executable, lib, "plot", "--table", table, "--png", tmp_path / "t.png"])
+    assert (tmp_path / "t.png").stat().st_size > 10_000
