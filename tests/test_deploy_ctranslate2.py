@@ -169,3 +169,15 @@ def test_int8_float16_on_cuda_translates_as_float32_on_cpu(word_mt, tmp_path):
     results = translator.translate_batch([expected[i][0] for i in ids], beam_size=1, max_decoding_length=MAX_LEN)
     same = sum(result.hypotheses[0] == expected[i][1] for result, i in zip(results, ids))
     assert same >= 0.9 * len(ids), f"{same} of {len(ids)} greedy translations equal fairseq's"
+
+
+def test_stock_fairseq_transformer_exports(word_mt, tmp_path):
+    """fairseq's own `transformer` arch (model name `transformer`), as CTranslate2's converter takes it."""
+    data, _ = word_mt
+    save = tmp_path / "stock"
+    run(TRAIN_MT + [data, "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
+                    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+                    "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+                    "--max-update", "30", "--save-dir", save])
+    checkpoint = save / "checkpoint_last.pt"
+    check_same_translations(data, checkpoint, export(checkpoint, data, tmp_path / "ct2"))

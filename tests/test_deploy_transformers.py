@@ -37,7 +37,10 @@ def checkpoints(mlm_data, tmp_path_factory):
     roberta = train(en_bin, work / "roberta", "--task", "masked_lm", "--criterion", "masked_lm",
                     "--arch", "roberta_l2_h128", "--tokens-per-sample", TOKENS_PER_SAMPLE, "--max-tokens", "1024")
     electra = train(en_bin, work / "electra", *ELECTRA_PRETRAIN)
-    return {"roberta": (roberta, en_bin), "electra": (electra, en_bin),
+    stock = train(en_bin, work / "stock_roberta", "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta",
+                  "--encoder-layers", "1", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+                  "--encoder-attention-heads", "4", "--tokens-per-sample", TOKENS_PER_SAMPLE, "--max-tokens", "1024")
+    return {"roberta": (roberta, en_bin), "electra": (electra, en_bin), "stock_roberta": (stock, en_bin),
             "roberta_cls": (train(cls_bin, work / "roberta_cls", *classify(cls_bin, roberta, "roberta_l2_h128")), cls_bin),
             "electra_cls": (train(cls_bin, work / "electra_cls", *classify(
                 cls_bin, electra, "electra_tiny", "--pooler-activation-fn", "gelu")), cls_bin),
@@ -97,11 +100,12 @@ def test_roberta_masked_lm_loads_offline_with_transformers_alone(checkpoints, tm
 
 
 @pytest.mark.parametrize("name, auto_class, part", [
+    ("stock_roberta", "AutoModelForMaskedLM", None),
     ("roberta_cls", "AutoModelForSequenceClassification", None),
     ("electra", "AutoModelForPreTraining", None),
     ("electra", "AutoModelForMaskedLM", "generator"),
     ("electra_cls", "AutoModelForSequenceClassification", None),
-], ids=["roberta-classifier", "electra-discriminator", "electra-generator", "electra-classifier"])
+], ids=["stock-roberta", "roberta-classifier", "electra-discriminator", "electra-generator", "electra-classifier"])
 def test_logits_equal_fairseq(checkpoints, tmp_path, name, auto_class, part):
     import transformers
 
