@@ -77,14 +77,13 @@ def _export(args):
 
     _check_out(args)
     if args.format == "ctranslate2":
-        from .deploy.to_ctranslate2 import check_quantization, export_ctranslate2
+        from .deploy.to_ctranslate2 import export_ctranslate2
 
         if not args.data:
             raise ValueError("--format ctranslate2 needs --data DIR: the data-bin of the checkpoint (its "
                              "dict.*.txt and spm.model go with the model)")
         if args.part:
             raise ValueError("--part applies to --format transformers (ELECTRA checkpoints)")
-        check_quantization(args.quantization)
         report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization))
     else:
         from .deploy.to_transformers import export_transformers

@@ -162,7 +162,7 @@ def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, f
             for module in ATTENTION_MODULES:
                 if f"{prefix}.{module}.q_proj.weight" in state:
                     heads = heads_before(model_cfg, stack, old_index, module)
-                    alive = survivors.get(f"{prefix}.{module}", range(heads))
+                    alive = set(survivors.get(f"{prefix}.{module}", range(heads)))
                     ranking = [h for h in head_ranking(state, f"{prefix}.{module}", heads) if h in alive]
                     kept = ranking[:kept_count(len(ranking), heads_keep)]
                     slice_heads(state, f"{prefix}.{module}", heads, kept)

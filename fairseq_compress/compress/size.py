@@ -84,6 +84,16 @@ def checkpoint_size(path):
     }
 
 
+def deployed_bytes(path) -> int:
+    """What a model takes on disk where it is served: a checkpoint's model tensors as stored (a
+    trained checkpoint's optimizer state is not deployed), or every file of a model directory
+    (fairseq-compress export)."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, name)) for name in os.listdir(path)
+                   if os.path.isfile(os.path.join(path, name)))
+    return checkpoint_size(path)["model_bytes"]
+
+
 def format_size_report(report):
     mb = 1e6
     rows = [f"{'component':<22}{'params':>14}{'bytes':>16}{'MB':>10}"]

@@ -3,6 +3,8 @@ import os
 import shutil
 from typing import Callable
 
+SPM_MODEL = "spm.model"  # the data-bin's sentencepiece model, copied beside every exported model
+
 
 def write_directory(out: str, write: Callable[[str], dict]) -> dict:
     """`write(staging)` into a fresh directory next to `out`, then put it in place of `out`, so a

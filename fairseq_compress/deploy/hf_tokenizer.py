@@ -15,8 +15,8 @@ import sentencepiece
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import ConfigError
+from . import SPM_MODEL
 
-SPM_MODEL = "spm.model"
 SPECIAL_TOKENS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
                   "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"}
 

@@ -23,9 +23,9 @@ from fairseq.utils import safe_getattr
 
 from ..errors import ConfigError
 from ..model_loading import load_model
+from . import SPM_MODEL
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "float16", "float32")
-SPM_MODEL = "spm.model"
 
 
 def stack_heads(layers, attention_names):

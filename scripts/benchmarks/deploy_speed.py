@@ -16,12 +16,13 @@ one at <= 1 BLEU lost. --csv writes the rows.
 """
 import argparse
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from generation_speed import INT8, ROOT, race
+
+from fairseq_compress.compress.size import deployed_bytes
 
 BIN = Path(sys.executable).parent
 
@@ -31,13 +32,6 @@ def compress_tool(*args) -> str:
     if result.returncode:
         sys.exit(result.stderr.strip().splitlines()[-1])
     return result.stdout
-
-
-def megabytes(path: Path) -> float:
-    """A CTranslate2 directory's files, or a fairseq checkpoint's model tensors (no optimizer state)."""
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.iterdir()) / 1e6
-    return json.loads(compress_tool("size", "--path", path, "--json"))["model_bytes"] / 1e6
 
 
 def contenders(name: str, ckpt: Path, data: Path, out: Path):
@@ -77,7 +71,7 @@ def main():
         bleu, speed = results[label]
         baseline = results[f"{label.split()[0]} fairseq fp32"][1]
         rows.append({"contender": label, "sentences_per_s": round(speed, 2), "vs_fairseq_fp32": round(speed / baseline, 2),
-                     "bleu": bleu, "mb": round(megabytes(path), 2)})
+                     "bleu": bleu, "mb": round(deployed_bytes(str(path)) / 1e6, 2)})
         print(f"{label}: {speed:.2f} sentences/s ({speed / baseline:.2f}x fairseq fp32), BLEU {bleu:.2f}, "
               f"{rows[-1]['mb']:.2f} MB")
     if args.shrunk:

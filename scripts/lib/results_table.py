@@ -11,16 +11,6 @@ from pathlib import Path
 COLUMNS = ["artifact", "mb", "bleu", "sentences_per_s", "signature"]
 
 
-def megabytes(path: Path) -> float:
-    """A CTranslate2 directory's files; a checkpoint's model tensors as stored (optimizer state left out:
-    it is not deployed)."""
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
-    from fairseq_compress.compress.size import checkpoint_size
-
-    return checkpoint_size(str(path))["model_bytes"] / 1e6
-
-
 def sentences_per_second(log: Path) -> float:
     """The speed line of fairseq-generate or scripts/lib/ct2_translate.py."""
     speeds = re.findall(r"\(([\d.]+) sentences/s", log.read_text())
@@ -39,7 +29,9 @@ def read_rows(path):
 
 def add_row(args):
     bleu = json.loads(args.bleu_json.read_text())
-    row = {"artifact": args.artifact_name, "mb": round(megabytes(args.artifact), 2), "bleu": bleu["bleu"],
+    from fairseq_compress.compress.size import deployed_bytes
+
+    row = {"artifact": args.artifact_name, "mb": round(deployed_bytes(str(args.artifact)) / 1e6, 2), "bleu": bleu["bleu"],
            "sentences_per_s": sentences_per_second(args.hyp_log), "signature": bleu["signature"]}
     rows = [r for r in read_rows(args.table) if r["artifact"] != args.artifact_name] + [row]
     with open(args.table, "w") as f:
