@@ -6,7 +6,7 @@ functions, each once, whatever was imported first:
 | fairseq attribute | becomes | why |
 |---|---|---|
 | ``checkpoint_utils.load_checkpoint_to_cpu`` | ``load_checkpoint`` | torch's safe unpickler with the allow-list, one-line errors for unsafe or damaged files, the int8 override, compressed files decoded |
-| ``BaseFairseqModel.upgrade_state_dict`` | folds pruning masks first | a pruning task's checkpoint stores ``original`` and ``mask``; a model without those parametrizations (a stock arch in ``fairseq-generate``) reads ``original * mask`` as its weight, a pruning task's model keeps them |
+| ``BaseFairseqModel.upgrade_state_dict`` | folds pruning masks first | a pruning task's checkpoint stores ``original`` and ``mask``; a model without those parametrizations (a stock arch in ``fairseq-generate``) reads ``original * mask`` as its weight, a pruning task's model keeps them; layer gates it lacks are dropped, or refused in one line when one is off |
 | ``file_io.PathManager.copy`` | atomic, durable copy | fairseq copies over ``checkpoint_last.pt`` in place: a kill mid-copy truncated it |
 | ``file_io.PathManager.rename`` | fsync, rename, fsync the directory | after a power loss the rename of fairseq's atomic save could survive while the data did not |
 | ``data.data_utils.batch_by_size`` | keeps the last batch | fairseq 0.12 drops it when its size is not a multiple of ``--required-batch-size-multiple`` (fairseq issue 5036): the longest sentences went unscored |
@@ -26,7 +26,7 @@ from fairseq.models import BaseFairseqModel
 
 from . import checkpoint_safety, errors
 from .compress import checkpoint_format
-from .modules import int8_inference, weight_parametrizations
+from .modules import int8_inference, layer_gates, weight_parametrizations
 
 # (owner, attribute name) -> (original, replacement)
 INSTALLED: Dict[Tuple[object, str], Tuple[Callable, Callable]] = {}
@@ -46,12 +46,15 @@ def load_checkpoint(load: Callable) -> Callable:
 
 def fold_pruning_masks(upgrade: Callable) -> Callable:
     """fairseq's state-dict upgrade, after folding the pruning masks this model does not
-    parametrize: the loading model says which to keep, not a process-wide setting."""
+    parametrize, and dropping the layer gates it lacks: the loading model says which to keep, not
+    a process-wide setting."""
 
     def upgrade_state_dict(model, state_dict):
         if any(name.endswith(weight_parametrizations.PARAMETRIZED_WEIGHT) for name in state_dict):
             keep = weight_parametrizations.parametrized_weight_names(model)
             folded = weight_parametrizations.fold_pruning_masks(state_dict, keep)
+            if not any(layer_gates.gated_layers(model)):
+                folded = layer_gates.drop_gates(folded)
             state_dict.clear()  # fairseq upgrades in place
             state_dict.update(folded)
         return upgrade(model, state_dict)

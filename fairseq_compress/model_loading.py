@@ -1,9 +1,10 @@
 """The model of any checkpoint this plugin reads, as a plain fp32 eval-mode module: stock or plugin
-archs, pruning-task checkpoints (masks folded), compressed files (decoded by fairseq_hooks' loader)
+archs, pruning-task checkpoints (masks folded; layers gated off refused: shrink removes them), compressed files (decoded by fairseq_hooks' loader)
 and shrunk ones. The offline tools (iPQ, export) start from it."""
 from torch.nn.utils import parametrize
 
 from .errors import ConfigError
+from .modules.layer_gates import drop_gates
 
 
 def load_model(path, data=None):
@@ -16,6 +17,7 @@ def load_model(path, data=None):
             [str(path)], arg_overrides={"data": str(data)} if data else None)
     except FileNotFoundError as error:
         raise ConfigError(f"{path} was trained on data that is not here ({error}); pass --data DIR") from None
+    drop_gates(models[0].state_dict(), str(path))  # a gated-off layer is still in the model: refused
     return without_parametrizations(models[0]).float().eval(), task, cfg
 
 

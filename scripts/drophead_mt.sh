@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scheduled DropHead where regularization matters. On the first --train-pairs pairs of en_fr
-# (its full valid and test splits), few enough that the baseline overfits within --max-update
+# (--valid-pairs of its valid split, spread over it, and its full test split), few enough that
+# the baseline overfits within --max-update
 # (its valid loss reaches a minimum and rises again: docs/results/drophead_mt_valid_loss.png),
 # train baselines with each of --dropouts, then DropHead p = 0.1 and 0.2 (V schedule) on top
 # of the dropout whose mean best valid loss is lowest; --seeds each, two runs at a time (one
@@ -13,24 +14,28 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/drophead.sh"
 
-usage="usage: $0 [RAW] [OUT] [--train-pairs 8000] [--vocab-size 2000] [--arch transformer_l3_h256] [--max-update 2000] [--validate-every 100] [--dropouts '0.1 0.3'] [--seeds '1 2 3']"
-TRAIN_PAIRS=8000 VOCAB_SIZE=2000 ARCH=transformer_l3_h256 MAX_UPDATE=2000 VALIDATE_EVERY=100 DROPOUTS="0.1 0.3" SEEDS="1 2 3"
-parse_args "$usage" "--train-pairs=TRAIN_PAIRS --vocab-size=VOCAB_SIZE --arch=ARCH --max-update=MAX_UPDATE --validate-every=VALIDATE_EVERY --dropouts=DROPOUTS --seeds=SEEDS" "$@"
+usage="usage: $0 [RAW] [OUT] [--train-pairs 2000] [--valid-pairs 600] [--vocab-size 2000] [--arch transformer_l3_h256] [--max-update 1000] [--validate-every 50] [--dropouts '0.1 0.3'] [--seeds '1 2 3']"
+TRAIN_PAIRS=2000 VALID_PAIRS=600 VOCAB_SIZE=2000 ARCH=transformer_l3_h256 MAX_UPDATE=1000 VALIDATE_EVERY=50 DROPOUTS="0.1 0.3" SEEDS="1 2 3"
+parse_args "$usage" "--train-pairs=TRAIN_PAIRS --valid-pairs=VALID_PAIRS --vocab-size=VOCAB_SIZE --arch=ARCH --max-update=MAX_UPDATE --validate-every=VALIDATE_EVERY --dropouts=DROPOUTS --seeds=SEEDS" "$@"
 RAW=${POSITIONAL[0]:-$ROOT/data-bin/raw} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/drophead_mt}
 require_dir "$RAW/en_fr" "RAW/en_fr (the shipped corpus is data-bin/raw)"
 require_arch "$ARCH" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024}"
-for value in "$TRAIN_PAIRS" "$MAX_UPDATE" "$VALIDATE_EVERY"; do
-  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-pairs, --max-update and --validate-every must be positive integers, got '$value'"
+for value in "$TRAIN_PAIRS" "$VALID_PAIRS" "$MAX_UPDATE" "$VALIDATE_EVERY"; do
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--train-pairs, --valid-pairs, --max-update and --validate-every must be positive integers, got '$value'"
 done
 require_dropouts
-WORK=$OUT/pairs$TRAIN_PAIRS DATA=$OUT/pairs$TRAIN_PAIRS/bin
+WORK=$OUT/pairs${TRAIN_PAIRS}_valid$VALID_PAIRS DATA=$OUT/pairs${TRAIN_PAIRS}_valid$VALID_PAIRS/bin
 
-# The subset, prepared as usual (a sentencepiece model of its own, --vocab-size pieces).
+# The subset, prepared as usual (a sentencepiece model of its own, --vocab-size pieces). The valid
+# pairs are every k-th of the split (validating often on all of it would cost more than training).
 if [[ ! -d $WORK/raw ]]; then
   rm -rf "$WORK/raw.tmp" && mkdir -p "$WORK/raw.tmp"
+  valid_lines=$(read_text "$(require_input "$RAW/en_fr" valid.en)" | wc -l)
   for lang in en fr; do
     read_text "$(require_input "$RAW/en_fr" "train.$lang")" | awk -v n="$TRAIN_PAIRS" 'NR <= n' > "$WORK/raw.tmp/train.$lang"
-    for split in valid test; do read_text "$(require_input "$RAW/en_fr" "$split.$lang")" > "$WORK/raw.tmp/$split.$lang"; done
+    read_text "$(require_input "$RAW/en_fr" "valid.$lang")" \
+      | awk -v k=$(( (valid_lines + VALID_PAIRS - 1) / VALID_PAIRS )) 'NR % k == 1 || k == 1' > "$WORK/raw.tmp/valid.$lang"
+    read_text "$(require_input "$RAW/en_fr" "test.$lang")" > "$WORK/raw.tmp/test.$lang"
   done
   mv "$WORK/raw.tmp" "$WORK/raw"
 fi

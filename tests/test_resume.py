@@ -1,4 +1,5 @@
-"""Exact resume after kill -9 with DropHead, quant-noise and gradual pruning on, and saves a kill cannot corrupt."""
+"""Exact resume after kill -9 with DropHead, quant-noise and gradual pruning (weights; heads, neurons and
+layers) on, and saves a kill cannot corrupt."""
 import os
 import random
 import signal
@@ -22,6 +23,11 @@ EVERY_FEATURE = ["--drophead-p", "0.2", "--warmup-updates", "2", "--max-update",
 def mt_command(mt_data, *_):
     return TRAIN_MT[1:] + [mt_data, "--arch", "transformer_l2_h128", "--task", "translation_pruning",
                            *EVERY_FEATURE, "--qn-criterion", "label_smoothed_cross_entropy"]
+
+
+def mt_structured_command(mt_data, *_):
+    """Heads (by gradient importance, accumulated across saves), neurons and layers."""
+    return mt_command(mt_data) + ["--prune-granularity", "head,neuron,layer", "--prune-score", "gradient"]
 
 
 def mlm_command(_, mlm_data):
@@ -57,7 +63,7 @@ def kill_after_first_save(cmd, save_dir, delay):
     return process.wait() == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("command", [mt_command, mlm_command, electra_command])
+@pytest.mark.parametrize("command", [mt_command, mt_structured_command, mlm_command, electra_command])
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(command, mt_data, mlm_data, tmp_path):
     cmd = DUMPING + command(mt_data, mlm_data)
     run(cmd + ["--save-dir", tmp_path / "whole"])

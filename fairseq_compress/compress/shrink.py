@@ -21,6 +21,7 @@ import torch
 
 from ..checkpoint_info import config_value
 from ..errors import ConfigError
+from ..modules.layer_gates import gates_in, without_gates
 from ..modules.weight_parametrizations import PRUNING_MASK
 from .structured_pruning import HEAD_PARTS, NEURON_PARTS, masked_units
 
@@ -124,10 +125,14 @@ def heads_before(model_cfg, stack: str, index: int, module: str) -> int:
 
 
 def mask_survivors(masked_state: Dict[str, torch.Tensor], model_cfg) -> Dict[str, List[int]]:
-    """{attention module or layer prefix: the heads or FFN neurons its pruning masks keep} of a
-    pruning task's state dict (--prune-granularity head / neuron zero whole units); empty without masks."""
+    """{attention module or layer prefix: the heads or FFN neurons its pruning masks keep; stack
+    path: the layers its gates keep} of a pruning task's state dict (--prune-granularity head /
+    neuron zero whole units, layer gates layers off); empty without masks or gates."""
     survivors: Dict[str, List[int]] = {}
+    gates = gates_in(masked_state)
     for stack, n_layers in stacks_of(masked_state).items():
+        if any(f"{stack}.{index}" in gates for index in range(n_layers)):
+            survivors[stack] = [index for index in range(n_layers) if gates.get(f"{stack}.{index}", True)]
         for index in range(n_layers):
             prefix = f"{stack}.{index}"
             for module in ATTENTION_MODULES:
@@ -144,7 +149,8 @@ def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, f
                  layers_keep: Optional[str], survivors: Optional[Dict[str, List[int]]] = None
                  ) -> Tuple[Dict[str, torch.Tensor], LayerShapes, Dict[str, int]]:
     """(smaller state dict, its layer shapes, {stack: number of layers kept}). Of the heads and
-    neurons that `survivors` (mask_survivors) keeps, or all, the strongest fractions are kept."""
+    neurons that `survivors` (mask_survivors) keeps, or all, the strongest fractions are kept; of
+    its layers, those --layers-keep names too."""
     survivors = survivors or {}
     for flag, fraction in (("--heads-keep", heads_keep), ("--ffn-keep", ffn_keep)):
         if not 0 < fraction <= 1:
@@ -153,7 +159,13 @@ def shrink_state(state: Dict[str, torch.Tensor], model_cfg, heads_keep: float, f
     stacks = stacks_of(state)
     if not stacks:
         raise ConfigError("the checkpoint has no <stack>.layers.<i> layers to shrink")
-    kept_layers = {stack: parse_layers_keep(layers_keep, n, stack) for stack, n in stacks.items()}
+    kept_layers = {}
+    for stack, n_layers in stacks.items():
+        alive = set(survivors.get(stack, range(n_layers)))
+        kept_layers[stack] = [i for i in parse_layers_keep(layers_keep, n_layers, stack) if i in alive]
+        if not kept_layers[stack]:
+            raise ConfigError(f"--layers-keep {layers_keep}: none of these layers of {stack} survived the "
+                              f"checkpoint's layer pruning (it kept {sorted(alive)})")
     shapes: LayerShapes = {}
     for stack, layers in kept_layers.items():
         shapes[stack] = []
@@ -191,7 +203,8 @@ def shrink_checkpoint(path: str, out: str, heads_keep: float = 1.0, ffn_keep: fl
     if not SHRINKABLE_ARCHS.match(str(arch)) and config_value(model_cfg, "_name") not in SHRINKABLE:
         raise ConfigError(f"--path {path}: shrink supports the plugin's transformer_l*_h* and roberta_l*_h* archs, "
                           f"not {arch}")
-    state, shapes, layer_counts = shrink_state(fold_pruning_masks(source["model"]), model_cfg, heads_keep, ffn_keep,
+    state, shapes, layer_counts = shrink_state(without_gates(fold_pruning_masks(source["model"])), model_cfg,
+                                               heads_keep, ffn_keep,
                                                layers_keep, mask_survivors(source["model"], model_cfg))
     cfg = dict(source["cfg"])
     cfg["model"] = model_cfg = copy.copy(model_cfg)

@@ -19,18 +19,32 @@ from ..compress.scalar_quantizer import fake_quantize
 
 PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
 PRUNING_MASK = ".parametrizations.weight.0.mask"
+IMPORTANCE = "importance"
 _PARAMETRIZATION_STATE = ".parametrizations.weight."
 
 
 class PruningMask(nn.Module):
-    """weight * mask; the mask is a bool buffer (saved, restored on resume), all ones at first."""
+    """weight * mask; the mask is a bool buffer (saved, restored on resume), all ones at first.
+    With ``--prune-score gradient`` the mask of a unit's deciding part (out_proj, fc2) also holds
+    the units' accumulated importance (``importance``, structured_pruning.py)."""
 
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
+        self.register_load_state_dict_pre_hook(importance_as_built)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
+
+
+def importance_as_built(mask: PruningMask, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
+    """A checkpoint scored otherwise than the model loading it: importance starts at zero where the
+    model accumulates it and the checkpoint has none, and is dropped where the model has none."""
+    name = prefix + IMPORTANCE
+    if hasattr(mask, IMPORTANCE):
+        state_dict.setdefault(name, torch.zeros_like(getattr(mask, IMPORTANCE)))
+    else:
+        state_dict.pop(name, None)
 
 
 class QATQuantizer(nn.Module):

@@ -29,8 +29,10 @@ from torch.nn.utils import parametrize
 
 from ..compress.magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
 from ..compress.scalar_quantizer import BITS
-from ..compress.structured_pruning import STRUCTURED, check_granularities, structured_keeps, targets_of
+from ..compress.structured_pruning import (UNITS, accumulate_importance, attach_importance, check_granularities,
+                                           layer_keeps, reset_importance, structured_keeps, targets_of)
 from ..errors import ConfigError
+from ..modules.layer_gates import attach_layer_gates, gated_layers, set_gate
 from ..modules.weight_parametrizations import PruningMask, QATQuantizer, accept_dense_weight, masked_weights
 from .registry import register_mixin_task
 
@@ -49,8 +51,13 @@ class PruningOptions(FairseqDataclass):
     prune_targets: str = field(default=DEFAULT_TARGETS, metadata={"help": "regex: Linear modules whose weight is pruned"})
     prune_granularity: str = field(
         default="weight", metadata={"help": "what a mask removes, comma-separated to combine: weight (single weights), "
-                                            "head (whole attention heads), neuron (whole FFN neurons); "
-                                            "--prune-sparsity is the fraction of each removed"})
+                                            "head (whole attention heads), neuron (whole FFN neurons), layer (whole "
+                                            "encoder/decoder layers, evenly spaced, per stack); --prune-sparsity is "
+                                            "the fraction of each removed"})
+    prune_score: ChoiceEnum(["magnitude", "gradient"]) = field(
+        default="magnitude", metadata={"help": "how heads and neurons are ranked: magnitude (L2 norm of their weights) "
+                                               "or gradient (Michel et al. 2019: |dL/d gate| accumulated over the "
+                                               "updates since the previous mask update)"})
     qat_bits: Optional[int] = field(
         default=None, metadata={"help": "fake-quantize the targets to this many bits in the forward pass (straight-"
                                         "through), as fairseq-compress quantize will store them"})
@@ -71,7 +78,10 @@ def check_options(cfg):
                               f"({cfg.prune_start_update}), got {cfg.prune_end_update}")
         if cfg.prune_frequency < 1:
             raise ConfigError(f"--prune-frequency must be a positive integer, got {cfg.prune_frequency}")
-    check_granularities(cfg.prune_granularity)
+    granularities = check_granularities(cfg.prune_granularity)
+    if cfg.prune_score == "gradient" and not set(granularities) & set(UNITS):
+        raise ConfigError(f"--prune-score gradient ranks heads and neurons; --prune-granularity {cfg.prune_granularity} "
+                          f"has neither (add head or neuron)")
     try:
         re.compile(cfg.prune_targets)
     except re.error as error:
@@ -93,8 +103,18 @@ def attach_masks(model, cfg):
         if cfg.qat_bits is not None:
             parametrize.register_parametrization(module, "weight", QATQuantizer(cfg.qat_bits))
     for granularity in check_granularities(cfg.prune_granularity):
-        if granularity in STRUCTURED:
-            targets_of(granularity, model, cfg.prune_targets)  # the arch has such units among the targets
+        if granularity == "layer":
+            attach_layer_gates([layer for stack in targets_of("layer", model, cfg.prune_targets) for layer in stack])
+        elif granularity in UNITS:
+            groups = targets_of(granularity, model, cfg.prune_targets)  # the arch has such units among the targets
+            if cfg.prune_score == "gradient":
+                attach_importance(groups)
+
+
+def scored_groups(model, cfg):
+    """The head / neuron groups that --prune-score gradient accumulates importance for."""
+    return [group for granularity in check_granularities(cfg.prune_granularity) if granularity in UNITS
+            for group in targets_of(granularity, model, cfg.prune_targets)]
 
 
 def target_sparsity(cfg, update):
@@ -117,18 +137,24 @@ def is_mask_update(cfg, update):
 @torch.no_grad()
 def update_masks(model, cfg, sparsity):
     """Masks of `sparsity` at each of --prune-granularity (combined: a weight stays if every
-    granularity keeps it); already pruned weights score 0, so masks only grow sparser as the
-    schedule rises."""
+    granularity keeps it; layers are gated off besides); already pruned weights score 0, so masks
+    only grow sparser as the schedule rises."""
     pairs = list(masked_weights(model))
     for weight, mask in pairs:  # in place, so the scores are the weights (no copy of all of them)
         weight.mul_(mask)
     keeps = {id(mask): torch.ones_like(mask) for _, mask in pairs}
     for granularity in check_granularities(cfg.prune_granularity):
+        if granularity == "layer":
+            for stack in targets_of("layer", model, cfg.prune_targets):
+                for layer, kept in zip(stack, layer_keeps(stack, sparsity)):
+                    set_gate(layer, kept and layer.prune_layer_on)
+            continue
         if granularity == "weight":
             proposals = zip((mask for _, mask in pairs),
                             magnitude_masks([weight for weight, _ in pairs], sparsity, cfg.prune_scope))
         else:
-            proposals = structured_keeps(model, granularity, cfg.prune_targets, sparsity, cfg.prune_scope)
+            proposals = structured_keeps(model, granularity, cfg.prune_targets, sparsity, cfg.prune_scope,
+                                         cfg.prune_score)
         for mask, keep in proposals:
             keeps[id(mask)].logical_and_(keep)
     for weight, mask in pairs:
@@ -161,15 +187,26 @@ class PruningMixin:
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if is_mask_update(self.cfg, update_num):
+        # gradient scores need this update's gradients: its masks are computed in optimizer_step
+        if is_mask_update(self.cfg, update_num) and self.cfg.prune_score == "magnitude":
             update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
         if update_num != self.last_logged_update:  # once per update, not per micro-batch
             self.last_logged_update = update_num
             metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
             metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
+            gates = [layer.prune_layer_on for _, layer in gated_layers(model)]
+            if gates:
+                metrics.log_scalar("layers_kept", sum(gates) / len(gates), weight=0, round=3)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def optimizer_step(self, optimizer, model, update_num):
+        if self.cfg.prune_score == "gradient" and update_num <= max(self.cfg.prune_start_update,
+                                                                     self.cfg.prune_end_update):
+            groups = scored_groups(model, self.cfg)
+            accumulate_importance(groups)
+            if is_mask_update(self.cfg, update_num):
+                update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
+                reset_importance(groups)
         super().optimizer_step(optimizer, model, update_num)
         with torch.no_grad():
             for weight, mask in masked_weights(model):
