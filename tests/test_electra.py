@@ -232,17 +232,29 @@ def test_sharing_survives_a_checkpoint_round_trip(pretrained):
     assert torch.equal(state["encoder.sentence_encoder.embed_tokens.weight"], model.generator.lm_head.weight)
 
 
-def test_finetune_drops_the_generator_and_validates(pretrained, mlm_data, tmp_path):
+def classify_flags(cls_bin):
+    n_classes = len((cls_bin / "label/dict.txt").read_text().splitlines())
+    return ["--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", n_classes,
+            "--max-positions", ELECTRA_TOKENS_PER_SAMPLE, "--shorten-method", "truncate"]
+
+
+@pytest.fixture(scope="module")
+def finetuned(pretrained, mlm_data, tmp_path_factory):
+    """The fine-tuned discriminator's save dir (cls, 6 updates)."""
     checkpoint, _ = pretrained
     _, cls_bin = mlm_data
-    n_classes = len((cls_bin / "label/dict.txt").read_text().splitlines())
-    save = tmp_path / "ft"
-    classify = ["--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", n_classes,
-                "--max-positions", ELECTRA_TOKENS_PER_SAMPLE, "--shorten-method", "truncate"]
-    run(["fairseq-train", cls_bin, *classify, "--arch", "electra_tiny", "--init-token", "0", "--separator-token", "2",
-         "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-         "--batch-size", "16", "--max-update", "6", "--best-checkpoint-metric", "accuracy",
+    save = tmp_path_factory.mktemp("electra_ft")
+    run(["fairseq-train", cls_bin, *classify_flags(cls_bin), "--arch", "electra_tiny", "--init-token", "0",
+         "--separator-token", "2", "--restore-file", checkpoint, "--reset-optimizer", "--reset-dataloader",
+         "--reset-meters", "--batch-size", "16", "--max-update", "6", "--best-checkpoint-metric", "accuracy",
          "--maximize-best-checkpoint-metric", "--save-dir", save, *TRAIN_MLM])
+    return save
+
+
+def test_finetune_drops_the_generator_and_validates(pretrained, finetuned, mlm_data):
+    checkpoint, _ = pretrained
+    _, cls_bin = mlm_data
+    save, classify = finetuned, classify_flags(cls_bin)
     finetuned = torch.load(save / "checkpoint_best.pt", map_location="cpu", weights_only=False)["model"]
     assert not any(k.startswith("encoder.generator.") for k in finetuned)
     pretrained_state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
@@ -252,3 +264,27 @@ def test_finetune_drops_the_generator_and_validates(pretrained, mlm_data, tmp_pa
                *classify, "--valid-subset", "valid,test", "--batch-size", "64"])
     output = log.stdout + log.stderr
     assert "valid on 'test' subset" in output and "accuracy" in output
+
+
+def test_the_finetuned_discriminator_shrinks_and_validates(pretrained, finetuned, mlm_data, tmp_path):
+    _, cls_bin = mlm_data
+    checkpoint = finetuned / "checkpoint_best.pt"
+    tokens = torch.randint(4, 100, (2, 16))
+
+    def classify(path):
+        (model,), _ = checkpoint_utils.load_model_ensemble([str(path)])
+        with torch.no_grad():
+            return model.eval()(tokens, features_only=True, classification_head_name="sentence_classification_head")[0]
+
+    shrink = ["fairseq-compress", "shrink", "--path", checkpoint, "--out"]
+    run(shrink + [tmp_path / "same.pt"])
+    torch.testing.assert_close(classify(tmp_path / "same.pt"), classify(checkpoint))
+    run(shrink + [tmp_path / "small.pt", "--heads-keep", "0.5", "--ffn-keep", "0.5", "--layers-keep", "1"])
+    (model,), _ = checkpoint_utils.load_model_ensemble([str(tmp_path / "small.pt")])
+    layers = model.encoder.sentence_encoder.layers
+    assert len(layers) == 1 and layers[0].self_attn.num_heads == 2 and layers[0].fc1.out_features == 256
+    log = run(["fairseq-validate", cls_bin, "--user-dir", USER_DIR, "--path", tmp_path / "small.pt",
+               *classify_flags(cls_bin), "--valid-subset", "test", "--batch-size", "64"])
+    assert "valid on 'test' subset" in log.stdout + log.stderr
+    refused = run(["fairseq-compress", "shrink", "--path", pretrained[0], "--out", tmp_path / "gen.pt"], check=False)
+    one_line_error(refused, "an ELECTRA pretraining checkpoint", "shrink the fine-tuned discriminator")

@@ -120,23 +120,29 @@ def test_rankings_are_fairseqs_adaprune_scores(mt_checkpoint):
 def test_refuses_compressed_files_other_archs_and_an_existing_out(mt_checkpoint, tmp_path):
     int4 = tmp_path / "int4.pt"
     run(["fairseq-compress", "quantize", "--path", mt_checkpoint, "--bits", "4", "--out", int4])
-    stock = tmp_path / "stock.pt"
+    other = tmp_path / "lstm.pt"
     state = torch.load(mt_checkpoint, weights_only=True)
-    state["cfg"]["model"].arch, state["cfg"]["model"]._name = "transformer", "transformer"
-    torch.save(state, stock)
+    state["cfg"]["model"].arch, state["cfg"]["model"]._name = "lstm", "lstm"
+    torch.save(state, other)
     shrink = ["fairseq-compress", "shrink", "--heads-keep", "0.5", "--out", tmp_path / "out.pt", "--path"]
     one_line_error(run(shrink + [int4], check=False), "is already compressed; start from the dense checkpoint")
-    one_line_error(run(shrink + [stock], check=False), "shrink supports the plugin's transformer_l*_h* and "
-                                                       "roberta_l*_h* archs, not transformer")
+    one_line_error(run(shrink + [other], check=False), "shrink supports the plugin's transformer_l*_h*, roberta_l*_h* "
+                                                       "and ELECTRA archs and fairseq's transformer and roberta ones, "
+                                                       "not lstm")
     (tmp_path / "out.pt").write_bytes(b"mine")
     one_line_error(run(shrink + [mt_checkpoint], check=False), "exists; pass --force to replace it")
     assert (tmp_path / "out.pt").read_bytes() == b"mine"
 
 
-def test_roberta_shrinks_and_keeping_everything_is_the_same_model(mlm_data, tmp_path):
+STOCK_ROBERTA_L2_H128 = ["roberta", "--encoder-layers", "2", "--encoder-embed-dim", "128", "--encoder-ffn-embed-dim",
+                         "512", "--encoder-attention-heads", "2"]
+
+
+@pytest.mark.parametrize("arch", [["roberta_l2_h128"], STOCK_ROBERTA_L2_H128], ids=["plugin", "stock"])
+def test_roberta_shrinks_and_keeping_everything_is_the_same_model(arch, mlm_data, tmp_path):
     en_bin, _ = mlm_data
     run(["fairseq-train", en_bin, *TRAIN_MLM, "--task", "masked_lm", "--criterion", "masked_lm", "--arch",
-         "roberta_l2_h128", "--tokens-per-sample", "64", "--max-tokens", "1024", "--max-update", "2",
+         *arch, "--tokens-per-sample", "64", "--max-tokens", "1024", "--max-update", "2",
          "--save-dir", tmp_path])
     checkpoint = tmp_path / "checkpoint_last.pt"
     tokens = torch.randint(4, 1000, (2, 16))
@@ -168,3 +174,21 @@ def test_fine_tuning_a_shrunk_model_restores_it_and_resumes(mt_checkpoint, mt_da
     log = train(5)  # resumes its checkpoint_last.pt, built from the command line's 2-layer arch
     assert re.search(r"Loaded checkpoint \S*ft/checkpoint_last.pt \(epoch \d+ @ 3 updates\)", log), log[-2000:]
     assert "num_updates 5" in log
+
+
+def test_a_stock_transformer_shrinks_to_the_plugins_twin_arch(mt_data, tmp_path):
+    save = tmp_path / "stock"
+    run(TRAIN_MT + [mt_data, "--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",
+                    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+                    "--decoder-ffn-embed-dim", "128", "--share-all-embeddings", "--max-update", "2",
+                    "--save-dir", save])
+    checkpoint = save / "checkpoint_last.pt"
+    shrink(checkpoint, tmp_path / "same.pt")
+    assert torch.load(tmp_path / "same.pt", weights_only=False)["cfg"]["model"].arch == "shrunk_transformer"
+    torch.testing.assert_close(translate_batch(load(tmp_path / "same.pt")), translate_batch(load(checkpoint)))
+    shrink(checkpoint, tmp_path / "small.pt", "--heads-keep", "0.5", "--layers-keep", "0")
+    small = load(tmp_path / "small.pt")
+    assert len(small.encoder.layers) == 1 and small.encoder.layers[0].self_attn.num_heads == 4
+    generated = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", tmp_path / "small.pt",
+                     "--gen-subset", "valid", "--max-sentences", "50", "--max-len-b", "5"]).stdout
+    assert "Translated 200 sentences" in generated

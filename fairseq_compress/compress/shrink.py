@@ -30,9 +30,11 @@ LAYER = re.compile(r"^(?P<stack>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
 # {stack path: [per layer: {"self_attn": heads, "encoder_attn": heads, "ffn": neurons}]}, stored as
 # JSON in the model config's layer_shapes
 LayerShapes = Dict[str, List[Dict[str, int]]]
+# the plugin arch that loads a shrunk checkpoint of a stock fairseq model (the same class with
+# LayerShapesMixin), by the stock model's registered name
+STOCK_SHRUNK_ARCHS = {"transformer": "shrunk_transformer", "roberta": "shrunk_roberta"}
+ELECTRA_GENERATOR = "encoder.generator."
 # cfg.model field holding each stack's number of layers, by the stack's state-dict path
-SHRINKABLE = ("compress_transformer", "compress_roberta")  # models with LayerShapesMixin
-SHRINKABLE_ARCHS = re.compile(r"^(transformer|roberta)_l\d+_h\d+$")
 LAYER_COUNT_FIELDS = {"encoder.layers": "encoder_layers", "decoder.layers": "decoder_layers",
                       "encoder.sentence_encoder.layers": "encoder_layers"}
 
@@ -199,20 +201,42 @@ def shrink_checkpoint(path: str, out: str, heads_keep: float = 1.0, ffn_keep: fl
 
     source = load_dense_checkpoint(path)
     model_cfg = source["cfg"]["model"]
-    arch = config_value(model_cfg, "arch") or config_value(model_cfg, "_name")
-    if not SHRINKABLE_ARCHS.match(str(arch)) and config_value(model_cfg, "_name") not in SHRINKABLE:
-        raise ConfigError(f"--path {path}: shrink supports the plugin's transformer_l*_h* and roberta_l*_h* archs, "
-                          f"not {arch}")
+    shrunk_arch = arch_of_shrunk(model_cfg, path)
+    if any(name.startswith(ELECTRA_GENERATOR) for name in source["model"]):
+        raise ConfigError(f"--path {path}: an ELECTRA pretraining checkpoint (it holds the generator, built with the "
+                          "discriminator's layer shapes): shrink the fine-tuned discriminator, a sentence_prediction "
+                          "checkpoint")
     state, shapes, layer_counts = shrink_state(without_gates(fold_pruning_masks(source["model"])), model_cfg,
                                                heads_keep, ffn_keep,
                                                layers_keep, mask_survivors(source["model"], model_cfg))
     cfg = dict(source["cfg"])
     cfg["model"] = model_cfg = copy.copy(model_cfg)
+    for key in ("arch", "_name"):
+        if config_value(model_cfg, key) is not None:
+            set_config_value(model_cfg, key, shrunk_arch)
     for stack, count in layer_counts.items():
         set_config_value(model_cfg, LAYER_COUNT_FIELDS[stack], count)
     set_config_value(model_cfg, "layer_shapes", json.dumps(shapes))
     write_checkpoint(state, source, out, cfg=cfg, compressed=False)
     return shapes
+
+
+def arch_of_shrunk(model_cfg, path: str) -> str:
+    """The arch the shrunk checkpoint is loaded as: its own when its model reads layer shapes (the
+    plugin's), the plugin's twin of a stock transformer / roberta model, else a one-line error."""
+    from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+
+    from ..models.layer_shapes import LayerShapesMixin
+
+    arch = config_value(model_cfg, "arch") or config_value(model_cfg, "_name")
+    model_class = ARCH_MODEL_REGISTRY.get(arch) or MODEL_REGISTRY.get(arch)
+    if model_class is not None and issubclass(model_class, LayerShapesMixin):
+        return arch
+    for stock_name, shrunk_arch in STOCK_SHRUNK_ARCHS.items():
+        if model_class is MODEL_REGISTRY[stock_name]:
+            return shrunk_arch
+    raise ConfigError(f"--path {path}: shrink supports the plugin's transformer_l*_h*, roberta_l*_h* and ELECTRA archs "
+                      f"and fairseq's transformer and roberta ones, not {arch}")
 
 
 def set_config_value(model_cfg, key, value) -> None:

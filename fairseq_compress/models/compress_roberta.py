@@ -5,7 +5,7 @@ The model class is the stock fairseq RoBERTa (so ``masked_lm`` pretraining and
 registration so the DropHead, quant-noise and pruning features have one class
 to extend.
 """
-from fairseq.models import register_model
+from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture
 from fairseq.utils import safe_getattr
@@ -33,3 +33,5 @@ def set_roberta_size(args, layers, width):
 
 
 register_sized_archs(MODEL_NAME, "roberta", set_roberta_size, base_architecture)
+# a stock fairseq `roberta` checkpoint after fairseq-compress shrink: its config holds every size
+register_model_architecture(MODEL_NAME, "shrunk_roberta")(base_architecture)

@@ -3,7 +3,7 @@
 The model class is the stock fairseq Transformer; it gets its own registration
 so the DropHead, quant-noise and pruning features have one class to extend.
 """
-from fairseq.models import register_model
+from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import TransformerModel
 from fairseq.models.transformer.transformer_legacy import base_architecture
 from fairseq.utils import safe_getattr
@@ -46,3 +46,5 @@ def set_transformer_size(args, layers, width):
 
 
 register_sized_archs(MODEL_NAME, "transformer", set_transformer_size, base_architecture)
+# a stock fairseq `transformer` checkpoint after fairseq-compress shrink: its config holds every size
+register_model_architecture(MODEL_NAME, "shrunk_transformer")(base_architecture)

@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .activation_checkpointing import ActivationCheckpointingMixin
+from .layer_shapes import LayerShapesMixin
 
 MODEL_NAME = "electra"
 GENERATOR_PREFIX = "encoder.generator."
@@ -165,7 +166,8 @@ class ElectraBase(RobertaModel):
 
 
 @register_model(MODEL_NAME)
-class ElectraModel(ActivationCheckpointingMixin, Int8InferenceMixin, ScheduledDropHeadMixin, ElectraBase):
+class ElectraModel(ActivationCheckpointingMixin, Int8InferenceMixin, ScheduledDropHeadMixin, LayerShapesMixin,
+                   ElectraBase):
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
