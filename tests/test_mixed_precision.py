@@ -102,3 +102,24 @@ def test_timed_task_stops_and_validates_by_time(precision, mt_data, tmp_path):
     points = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert len(points) >= 2 and points[-1]["train_seconds"] >= 6
     assert all(math.isfinite(p["loss"]) for p in points)
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+def test_structured_pruning_by_gradient_importance_with_layers_and_checkpointed_activations(precision, mt_data,
+                                                                                            tmp_path):
+    """Heads and neurons ranked from loss-scaled fp16 gradients, layers gated inside checkpoint_wrapper."""
+    result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
+                  "--prune-granularity", "head,neuron,layer", "--prune-score", "gradient", "--prune-sparsity", "0.5",
+                  "--prune-scope", "layer", "--prune-schedule", "gradual", "--prune-end-update", "4", "--prune-frequency", "2",
+                  "--checkpoint-activations", "--save-dir", tmp_path])
+    logs = train_logs(result)
+    assert_finite(logs)
+    assert logs[-1]["layers_kept"] == 0.5
+    state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
+    importance = [v for k, v in state.items() if k.endswith(".importance")]
+    assert importance and all(torch.isfinite(v).all() for v in importance)
+    heads = state["encoder.layers.0.self_attn.out_proj.parametrizations.weight.0.mask"].view(128, 2, 64).any(2).any(0)
+    assert heads.sum() == 1
+    neurons = state["encoder.layers.0.fc2.parametrizations.weight.0.mask"].any(0)
+    assert neurons.sum() == 256
+    assert state["encoder.layers.1.prune_layer_kept"].item() is False
