@@ -10,7 +10,10 @@ prunes the same number of heads in every layer of a RoBERTa encoder, at ``--rest
 here each layer keeps its own counts, and the kept shapes travel in the checkpoint's model
 config (``layer_shapes``), which ``models/layer_shapes.py`` reads when fairseq builds the model,
 so the stock ``fairseq-generate`` / ``fairseq-validate`` / ``fairseq-train`` load the smaller
-model with ``--user-dir fairseq_compress`` alone.
+model with ``--user-dir fairseq_compress`` alone. A pruning task's checkpoint loses exactly what
+its structured masks zeroed and its layer gates switched off (``mask_survivors``). A stock
+fairseq transformer / roberta checkpoint becomes the plugin's twin arch (``STOCK_SHRUNK_ARCHS``),
+the same class with the layer-shapes option.
 """
 import copy
 import json
