@@ -133,3 +133,12 @@ def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick
     assert equal["int8"]["large_compressed"] == "none as fast"
     assert (results / "structured_speed.png").stat().st_size and (results / "structured_heads.png").stat().st_size
     assert "| DropHead p=0.1 (V) | 10.00 |" in printed
+
+
+def test_structured_race_refuses_a_malformed_or_missing_contender(mt_checkpoint, tmp_path):
+    race = [sys.executable, ROOT / "scripts/benchmarks/structured_race.py", "--data", tmp_path, "--out", tmp_path / "s.json"]
+    for contender, fragment in ((f"dense={mt_checkpoint}:fp16", "NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8"),
+                                (f"dense={tmp_path / 'none.pt'}:fp32", "contender dense: no checkpoint")):
+        result = run(race + [contender], check=False)
+        assert result.returncode != 0 and fragment in result.stderr, result.stderr
+    assert not (tmp_path / "s.json").exists()
