@@ -11,8 +11,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 3000] [--seeds '1 2'] [--configs 'none pq0.1 pq0.2 scalar0.5'] [--finetune-updates 100]"
-ARCH=transformer_l3_h256 MAX_UPDATE=3000 SEEDS="1 2" CONFIGS="none pq0.1 pq0.2 scalar0.5" FINETUNE=100
+usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 1600] [--seeds '1 2'] [--configs 'none pq0.1 pq0.2 scalar0.5'] [--finetune-updates 100]"
+ARCH=transformer_l3_h256 MAX_UPDATE=1600 SEEDS="1 2" CONFIGS="none pq0.1 pq0.2 scalar0.5" FINETUNE=100
 parse_args "$usage" "--arch=ARCH --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS --finetune-updates=FINETUNE" "$@"
 DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/quant_noise}
 require_dir "$DATA" "DATA (prepare it with scripts/prepare_mt.sh)"
