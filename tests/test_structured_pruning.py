@@ -11,7 +11,7 @@ from torch import nn
 from fairseq_compress.compress.structured_pruning import accumulate_importance, check_granularities, layer_keeps
 from fairseq_compress.errors import ConfigError
 from fairseq_compress.modules.layer_gates import drop_gates, set_gate
-from fairseq_compress.tasks.pruning import PruningOptions, attach_masks, check_options, scored_groups, update_masks
+from fairseq_compress.tasks.pruning import PruningOptions, attach_masks, check_options, update_masks
 
 from conftest import TRAIN_MT, USER_DIR, one_line_error, run
 
@@ -159,12 +159,11 @@ def test_gradient_importance_is_the_head_gate_gradient():
     attention = attention_with_weak_heads(weak=[])
     model = nn.ModuleDict({"attn": attention})
     cfg = PruningOptions(prune_granularity="head", prune_targets="proj", prune_score="gradient")
-    attach_masks(model, cfg)
+    groups = attach_masks(model, cfg)
     x = torch.randn(5, 3, 16)
     reference = head_gate_gradients(attention, x)
     attention.zero_grad()
     attention(x, x, x)[0].sum().backward()
-    groups = scored_groups(model, cfg)
     accumulate_importance(groups)
     importance = mask_of_module(attention.out_proj).importance
     torch.testing.assert_close(importance, reference / reference.sum())  # one step's shares
@@ -267,13 +266,13 @@ def test_trained_layer_masks_shrink_and_load_in_stock_generate(mt_data, tmp_path
     assert not (tmp_path / "none.pt").exists()
     with pytest.raises(ConfigError, match="has layers removed by --prune-granularity layer"):
         load_model(masked, mt_data)  # the offline tools' loader (export, ipq)
-    models = {name: load_model(path, mt_data) for name, path in (("small", small),)}
+    small_model = load_model(small, mt_data)[0]
     pruning_task_model, task, _ = load_gated(masked, mt_data)
     task.load_dataset("valid")
     batch = next(task.get_batch_iterator(task.dataset("valid"), max_tokens=1024).next_epoch_itr(shuffle=False))
     with torch.no_grad():
         expected = pruning_task_model(**batch["net_input"])[0]
-        torch.testing.assert_close(models["small"][0](**batch["net_input"])[0], expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(small_model(**batch["net_input"])[0], expected, rtol=1e-4, atol=1e-4)
     generated = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", small, "--gen-subset",
                      "valid", "--max-sentences", "8", "--max-len-b", "5"]).stdout
     assert "Translated 200 sentences" in generated

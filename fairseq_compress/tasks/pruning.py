@@ -91,7 +91,9 @@ def check_options(cfg):
 
 
 def attach_masks(model, cfg):
-    """Parametrize every target weight with an all-ones mask (and fake quantization)."""
+    """Parametrize every target weight with an all-ones mask (and fake quantization), gate the
+    layers of --prune-granularity layer; returns the head / neuron groups whose importance
+    --prune-score gradient accumulates (none otherwise)."""
     targets = [module for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and re.search(cfg.prune_targets, name)]
     if not targets:
@@ -102,6 +104,7 @@ def attach_masks(model, cfg):
         module.register_load_state_dict_pre_hook(accept_dense_weight)
         if cfg.qat_bits is not None:
             parametrize.register_parametrization(module, "weight", QATQuantizer(cfg.qat_bits))
+    scored = []
     for granularity in check_granularities(cfg.prune_granularity):
         if granularity == "layer":
             attach_layer_gates([layer for stack in targets_of("layer", model, cfg.prune_targets) for layer in stack])
@@ -109,12 +112,8 @@ def attach_masks(model, cfg):
             groups = targets_of(granularity, model, cfg.prune_targets)  # the arch has such units among the targets
             if cfg.prune_score == "gradient":
                 attach_importance(groups)
-
-
-def scored_groups(model, cfg):
-    """The head / neuron groups that --prune-score gradient accumulates importance for."""
-    return [group for granularity in check_granularities(cfg.prune_granularity) if granularity in UNITS
-            for group in targets_of(granularity, model, cfg.prune_targets)]
+                scored += groups
+    return scored
 
 
 def target_sparsity(cfg, update):
@@ -180,10 +179,13 @@ class PruningMixin:
         check_options(cfg)
         super().__init__(cfg, *args, **kwargs)
         self.last_logged_update = None
+        self.scored_groups, self.gated_layers = [], []
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        attach_masks(model, self.cfg)
+        # found once here, not by walking the model at every update
+        self.scored_groups = attach_masks(model, self.cfg)
+        self.gated_layers = [layer for _, layer in gated_layers(model)]
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
@@ -194,19 +196,18 @@ class PruningMixin:
             self.last_logged_update = update_num
             metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
             metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
-            gates = [layer.prune_layer_on for _, layer in gated_layers(model)]
-            if gates:
-                metrics.log_scalar("layers_kept", sum(gates) / len(gates), weight=0, round=3)
+            if self.gated_layers:
+                kept = sum(layer.prune_layer_on for layer in self.gated_layers)
+                metrics.log_scalar("layers_kept", kept / len(self.gated_layers), weight=0, round=3)
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def optimizer_step(self, optimizer, model, update_num):
         if self.cfg.prune_score == "gradient" and update_num <= max(self.cfg.prune_start_update,
                                                                      self.cfg.prune_end_update):
-            groups = scored_groups(model, self.cfg)
-            accumulate_importance(groups)
+            accumulate_importance(self.scored_groups)
             if is_mask_update(self.cfg, update_num):
                 update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
-                reset_importance(groups)
+                reset_importance(self.scored_groups)
         super().optimizer_step(optimizer, model, update_num)
         with torch.no_grad():
             for weight, mask in masked_weights(model):
