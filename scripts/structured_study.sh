@@ -8,11 +8,11 @@
 #  2. speed vs fraction kept: from ARCH (no DropHead, first seed), a --finetune-updates
 #     fine-tune with each structured mask (--prune-granularity head / neuron / layer, then
 #     combined; gradual schedule), shrunk (fairseq-compress shrink); plus unstructured weight
-#     pruning and iPQ for the plot. Test BLEU of each (fp32 and int8); sentences/s of
-#     fairseq-generate on the first --speed-sentences test sentences, one thread and two,
-#     alternating every contender in one pass (nothing else running).
+#     pruning and iPQ for the plot. BLEU of each (fp32 and int8) on the first --bleu-sentences
+#     test pairs; sentences/s of fairseq-generate on the first --speed-sentences, one thread
+#     and two, alternating every contender in one pass (nothing else running).
 #  3. DropHead makes heads removable: every model of 1 shrunk to 75 / 50 / 25 % of its heads,
-#     without fine-tuning and with --head-finetune-updates of it; BLEU on the same test subset.
+#     without fine-tuning and with --head-finetune-updates of it; BLEU on the same test pairs.
 #  4. equal speed: the best compressed ARCH at least as fast as --small-arch, against it.
 # Outputs (--results, default docs/results): structured_{speed,heads}.csv, structured_speed.png (BLEU vs
 # sentences/s), structured_heads.png (BLEU drop vs heads removed), structured_equal_speed.csv.
@@ -21,15 +21,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/drophead.sh"
 
-usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--small-arch transformer_l2_h128] [--max-update 1000] [--seeds '1 2'] [--finetune-updates 200] [--head-finetune-updates 100] [--speed-sentences 500] [--repeats 1] [--results docs/results]"
-ARCH=transformer_l3_h256 SMALL_ARCH=transformer_l2_h128 MAX_UPDATE=1000 SEEDS="1 2" FINETUNE=200 HEAD_FINETUNE=100
-SPEED_SENTENCES=500 REPEATS=1 RESULTS=$ROOT/docs/results
-parse_args "$usage" "--arch=ARCH --small-arch=SMALL_ARCH --max-update=MAX_UPDATE --seeds=SEEDS --finetune-updates=FINETUNE --head-finetune-updates=HEAD_FINETUNE --speed-sentences=SPEED_SENTENCES --repeats=REPEATS --results=RESULTS" "$@"
+usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--small-arch transformer_l2_h128] [--max-update 700] [--seeds '1 2'] [--finetune-updates 150] [--head-finetune-updates 100] [--speed-sentences 300] [--bleu-sentences 600] [--repeats 1] [--results docs/results]"
+ARCH=transformer_l3_h256 SMALL_ARCH=transformer_l2_h128 MAX_UPDATE=700 SEEDS="1 2" FINETUNE=150 HEAD_FINETUNE=100
+SPEED_SENTENCES=300 BLEU_SENTENCES=600 REPEATS=1 RESULTS=$ROOT/docs/results
+parse_args "$usage" "--arch=ARCH --small-arch=SMALL_ARCH --max-update=MAX_UPDATE --seeds=SEEDS --finetune-updates=FINETUNE --head-finetune-updates=HEAD_FINETUNE --speed-sentences=SPEED_SENTENCES --bleu-sentences=BLEU_SENTENCES --repeats=REPEATS --results=RESULTS" "$@"
 DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/structured_study}
 require_dir "$DATA" "DATA (prepare it with scripts/prepare_mt.sh)"
 for arch in "$ARCH" "$SMALL_ARCH"; do require_arch "$arch" "plugin archs: transformer_l{2,3,6,12,18,24}_h{128,256,512,768,1024}"; done
-for value in "$MAX_UPDATE" "$FINETUNE" "$HEAD_FINETUNE" "$SPEED_SENTENCES" "$REPEATS"; do
-  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--max-update, --finetune-updates, --head-finetune-updates, --speed-sentences and --repeats must be positive integers, got '$value'"
+for value in "$MAX_UPDATE" "$FINETUNE" "$HEAD_FINETUNE" "$SPEED_SENTENCES" "$BLEU_SENTENCES" "$REPEATS"; do
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "--max-update, --finetune-updates, --head-finetune-updates, --speed-sentences, --bleu-sentences and --repeats must be positive integers, got '$value'"
 done
 read -r -a seeds <<< "$SEEDS"
 ((${#seeds[@]})) || die "--seeds: give at least one seed"
@@ -80,22 +80,26 @@ start_job run_once "$OUT/ipq.json" fairseq-compress ipq --path "$BASE" --out "$O
   --config "$USER_DIR/config/ipq/transformer.yaml" --finetune-updates 20 --n-iter 5 --force
 finish_jobs
 
-# The speed subset: the first --speed-sentences test pairs, binarized with DATA's dictionaries.
-SUBSET=$OUT/test$SPEED_SENTENCES
-if [[ ! -d $SUBSET ]]; then
-  rm -rf "$SUBSET.tmp" && mkdir -p "$SUBSET.tmp/raw"
-  for dict in "$DATA"/dict.*.txt; do
-    lang=${dict##*/dict.} lang=${lang%.txt}
-    head -n "$SPEED_SENTENCES" "$DATA/raw/test.$lang" > "$SUBSET.tmp/raw/test.$lang"
-    "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$DATA/spm.model" < "$SUBSET.tmp/raw/test.$lang" > "$SUBSET.tmp/test.sp.$lang"
-  done
-  pair=$(basename "$(ls "$DATA"/test.*-*.*.bin | head -n 1)" | cut -d. -f2)
-  fairseq-preprocess --source-lang "${pair%-*}" --target-lang "${pair#*-}" --testpref "$SUBSET.tmp/test.sp" \
-    --srcdict "$DATA/dict.${pair%-*}.txt" --tgtdict "$DATA/dict.${pair#*-}.txt" --destdir "$SUBSET.tmp" \
-    --workers 1 > "$SUBSET.tmp/preprocess.log" 2>&1 || die "fairseq-preprocess of the speed subset failed ($SUBSET.tmp/preprocess.log)"
-  cp "$DATA/spm.model" "$SUBSET.tmp/"
-  mv "$SUBSET.tmp" "$SUBSET"
-fi
+# test_subset N: DIR of the first N test pairs of DATA, binarized with its dictionaries.
+test_subset() {
+  local dir=$OUT/test$1 dict lang pair
+  if [[ ! -d $dir ]]; then
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/raw"
+    for dict in "$DATA"/dict.*.txt; do
+      lang=${dict##*/dict.} lang=${lang%.txt}
+      head -n "$1" "$DATA/raw/test.$lang" > "$dir.tmp/raw/test.$lang"
+      "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$DATA/spm.model" < "$dir.tmp/raw/test.$lang" > "$dir.tmp/test.sp.$lang"
+    done
+    pair=$(basename "$(ls "$DATA"/test.*-*.*.bin | head -n 1)" | cut -d. -f2)
+    fairseq-preprocess --source-lang "${pair%-*}" --target-lang "${pair#*-}" --testpref "$dir.tmp/test.sp" \
+      --srcdict "$DATA/dict.${pair%-*}.txt" --tgtdict "$DATA/dict.${pair#*-}.txt" --destdir "$dir.tmp" \
+      --workers 1 > "$dir.tmp/preprocess.log" 2>&1 || die "fairseq-preprocess of a test subset failed ($dir.tmp/preprocess.log)"
+    cp "$DATA/spm.model" "$dir.tmp/"
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir"
+}
+SUBSET=$(test_subset "$SPEED_SENTENCES") BLEU_SUBSET=$(test_subset "$BLEU_SENTENCES")
 
 # Contenders of 2: NAME=CHECKPOINT:PRECISION, every structured one in fp32 and int8.
 CONTENDERS=(dense=$BASE:fp32 dense_int8=$BASE:int8 weights50=$OUT/finetuned/weights50/checkpoint_last.pt:fp32
@@ -116,7 +120,7 @@ for precision in fp32 int8; do  # a checkpoint's two runs write the same hypothe
   for contender in "${CONTENDERS[@]}"; do
     name=${contender%%=*} rest=${contender#*=}
     if [[ ${rest##*:} == "$precision" ]]; then
-      start_job bleu_of "$name" "${rest%:*}" "$precision" "$DATA" "$OUT/bleu/$name.json"
+      start_job bleu_of "$name" "${rest%:*}" "$precision" "$BLEU_SUBSET" "$OUT/bleu/$name.json"
     fi
   done
   finish_jobs
@@ -128,14 +132,14 @@ done
 # --- 3. heads removed from every model, with and without a short fine-tune -----------------
 remove_heads() {  # RUN_DIR: its checkpoint_best.pt shrunk to 75 / 50 / 25 % of the heads, fine-tuned or not, scored
   local run=$1 keep
-  bleu_of original "$run/checkpoint_best.pt" fp32 "$SUBSET" "$run/heads_keep1.0.json"
+  bleu_of original "$run/checkpoint_best.pt" fp32 "$BLEU_SUBSET" "$run/heads_keep1.0.json"
   for keep in 0.75 0.5 0.25; do
     run_once "$run/heads_keep$keep.shrink.json" fairseq-compress shrink --path "$run/checkpoint_best.pt" \
       --out "$run/heads_keep$keep.pt" --heads-keep "$keep" --force
-    bleu_of removed "$run/heads_keep$keep.pt" fp32 "$SUBSET" "$run/heads_keep$keep.json"
+    bleu_of removed "$run/heads_keep$keep.pt" fp32 "$BLEU_SUBSET" "$run/heads_keep$keep.json"
     bash "$ROOT/scripts/train_mt.sh" "$DATA" "$run/heads_keep${keep}_ft" --arch "$ARCH" --max-update "$HEAD_FINETUNE" \
       --max-tokens 1024 --lr 0.0005 --warmup 1 -- --restore-file "$run/heads_keep$keep.pt" "${RESTORE[@]}"
-    bleu_of finetuned "$run/heads_keep${keep}_ft/checkpoint_last.pt" fp32 "$SUBSET" "$run/heads_keep${keep}_ft.json"
+    bleu_of finetuned "$run/heads_keep${keep}_ft/checkpoint_last.pt" fp32 "$BLEU_SUBSET" "$run/heads_keep${keep}_ft.json"
   done
 }
 for config in none v_p0.1 v_p0.2; do

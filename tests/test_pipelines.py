@@ -195,7 +195,7 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
     one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--configs", "pq0.3"],
                        check=False), "--configs: unknown config 'pq0.3'")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--speed-sentences", "0"],
-                       check=False), "--speed-sentences and --repeats must be positive integers, got '0'")
+                       check=False), "--bleu-sentences and --repeats must be positive integers, got '0'")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--seeds", ""],
                        check=False), "--seeds: give at least one seed")
     assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))
