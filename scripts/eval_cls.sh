@@ -3,13 +3,14 @@
 # fairseq-validate on the dev (and test, when prepared) split of a task from
 # prepare_glue.sh. Prints {"accuracy": test (or dev when there is no test),
 # "dev_accuracy": dev} and keeps the log next to the checkpoint (CKPT.validate.log).
-# Arguments after -- go to fairseq-validate.
+# --speed times the forward passes (scripts/lib/timed_validate.py: the same fairseq-validate)
+# and adds "sentences_per_s" over both splits. Arguments after -- go to fairseq-validate.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 CKPT DATA [--max-positions 128] [-- fairseq-validate args]"
-MAX_POSITIONS=128
-parse_args "$usage" "--max-positions=MAX_POSITIONS --" "$@"
+usage="usage: $0 CKPT DATA [--max-positions 128] [--speed] [-- fairseq-validate args]"
+MAX_POSITIONS=128 SPEED=0
+parse_args "$usage" "--max-positions=MAX_POSITIONS --speed=SPEED? --" "$@"
 ((${#POSITIONAL[@]} == 2)) || die "$usage"
 CKPT=${POSITIONAL[0]} DATA=${POSITIONAL[1]}
 [[ -f $CKPT ]] || die "checkpoint '$CKPT' does not exist"
@@ -19,7 +20,9 @@ n_classes=$(wc -l < "$DATA/label/dict.txt")
 subsets=valid
 [[ -f $DATA/input0/test.bin ]] && subsets=valid,test
 LOG=${CKPT%.pt}.validate.log
-fairseq-validate "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
+validate=(fairseq-validate)
+if ((SPEED)); then validate=("$PY" "$ROOT/scripts/lib/timed_validate.py"); fi
+"${validate[@]}" "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
   --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
   --max-positions "$MAX_POSITIONS" --shorten-method truncate \
   --valid-subset "$subsets" --batch-size 64 --num-workers 0 "${EXTRA[@]}" > "$LOG" 2>&1 \

@@ -1,9 +1,11 @@
 """End to end on slices of the shipped English text and classification task:
 masked-LM pretraining of roberta_l2_h128, sentence_prediction fine-tuning
-from its checkpoint, fairseq-validate."""
+from its checkpoint, fairseq-validate (and scripts/eval_cls.sh, timed or not)."""
+import json
+
 import pytest
 
-from conftest import USER_DIR, run
+from conftest import USER_DIR, run, script
 
 TOKENS_PER_SAMPLE = 512  # the longest cls sentence in 1k-piece units fits
 COMMON = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
@@ -20,20 +22,39 @@ def pretrained(mlm_data, tmp_path_factory):
     return cls_bin, save / "checkpoint_last.pt"
 
 
-def test_finetune_and_validate(pretrained):
+@pytest.fixture(scope="module")
+def finetuned(pretrained):
+    """(cls_bin, the fine-tuned checkpoint_best.pt, the number of classes)."""
     cls_bin, checkpoint = pretrained
     n_classes = len((cls_bin / "label/dict.txt").read_text().splitlines())
-    assert 2 <= n_classes <= 15
     save = checkpoint.parent.parent / "cls-ft"
     run(["fairseq-train", cls_bin, "--task", "sentence_prediction", "--criterion", "sentence_prediction",
          "--num-classes", n_classes, "--arch", "roberta_l2_h128", "--max-positions", TOKENS_PER_SAMPLE,
          "--init-token", "0", "--separator-token", "2", "--restore-file", checkpoint,
          "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--batch-size", "32", "--max-update", "10",
          "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric", "--save-dir", save, *COMMON])
-    log = run(["fairseq-validate", cls_bin, "--user-dir", USER_DIR, "--path", save / "checkpoint_best.pt",
+    return cls_bin, save / "checkpoint_best.pt", n_classes
+
+
+def test_finetune_and_validate(finetuned):
+    cls_bin, checkpoint, n_classes = finetuned
+    assert 2 <= n_classes <= 15
+    log = run(["fairseq-validate", cls_bin, "--user-dir", USER_DIR, "--path", checkpoint,
                "--task", "sentence_prediction", "--criterion", "sentence_prediction", "--num-classes", n_classes,
                "--valid-subset", "valid,test",
                "--batch-size", "64"])
     output = log.stdout + log.stderr
     assert "valid on 'valid' subset" in output and "valid on 'test' subset" in output
     assert "accuracy" in output
+
+
+def test_eval_cls_speed_times_the_same_validation(finetuned):
+    """--speed runs the same fairseq-validate (same accuracies) and times its 400 dev + test sentences."""
+    cls_bin, checkpoint, _ = finetuned
+    eval_cls = script("eval_cls.sh") + [checkpoint, cls_bin, "--max-positions", TOKENS_PER_SAMPLE]
+    plain = json.loads(run(eval_cls).stdout)
+    timed = json.loads(run(eval_cls + ["--speed"]).stdout)
+    assert timed.pop("sentences_per_s") > 0 and timed == plain and "sentences_per_s" not in plain
+    assert "timed: 400 sentences in" in checkpoint.with_suffix(".validate.log").read_text()
+    int8 = json.loads(run(eval_cls + ["--speed", "--", "--model-overrides", "{'int8_inference': True}"]).stdout)
+    assert abs(int8["accuracy"] - plain["accuracy"]) <= 10 and int8["sentences_per_s"] > 0

@@ -7,6 +7,24 @@ import pytest
 
 from conftest import MOTS, ROOT, WORDS, one_line_error, run, script, sentences, write_parallel
 
+def test_start_job_fills_the_first_free_slot_and_a_failed_job_stops_the_script(tmp_path):
+    # The first job ends only once the third has run: waiting for the oldest job to free a slot
+    # would deadlock (the timeout), waiting for whichever ends first does not.
+    jobs = f"""source {ROOT}/scripts/lib/common.sh
+    JOBS=2
+    start_job bash -c 'while [ ! -f {tmp_path}/flag ]; do sleep 0.05; done'
+    start_job true
+    start_job touch {tmp_path}/flag
+    finish_jobs
+    echo all done"""
+    assert run(["timeout", "30", "bash", "-c", jobs]).stdout.strip() == "all done"
+    failing = f"""source {ROOT}/scripts/lib/common.sh
+    start_job false; start_job sleep 0.2; start_job true; finish_jobs; echo not reached"""
+    result = run(["bash", "-c", failing], check=False)
+    assert result.returncode == 2 and "not reached" not in result.stdout
+    one_line_error(result, "a background job failed")
+
+
 @pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])
 def test_prepare_mt_layouts_and_rerun(tmp_path, compress):
     raw = write_parallel(tmp_path / "raw", compress)
@@ -194,8 +212,14 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                        check=False), "--finetune-updates must be a positive integer")
     one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--configs", "pq0.3"],
                        check=False), "--configs: unknown config 'pq0.3'")
-    one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--speed-sentences", "0"],
+    one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--bleu-sentences", "0"],
                        check=False), "--bleu-sentences and --repeats must be positive integers, got '0'")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--seeds", ""],
                        check=False), "--seeds: give at least one seed")
+    for flags, fragment in ((["--task", "lm"], "--task must be mt or cls, got 'lm'"),
+                            (["--pretrained", tmp_path / "none.pt"], "--pretrained and --small-pretrained are for --task cls"),
+                            (["--task", "cls", "--speed-sentences", "5"], "--bleu-sentences are for --task mt"),
+                            (["--task", "cls", "--pretrained", tmp_path / "none.pt"], "--pretrained: no such checkpoint")):
+        one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin/raw", tmp_path / "study", *flags], check=False),
+                       fragment)
     assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))

@@ -1,22 +1,39 @@
 """Sentences/s of every contender of scripts/structured_study.sh on one thread and on two, in one
-run: each repeat translates DATA's test split with every contender in turn, one thread then
-two (generation_speed.translate: eval_bleu.sh, the stock fairseq-generate, beam 5), so machine
-noise hits all alike. A contender is NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8 (fairseq's
---model-overrides "{'int8_inference': True}"). Writes {NAME: {"sent_s_1": median,
-"sent_s_2": median}} as JSON to --out, and prints it.
+run: each repeat runs every contender in turn on DATA's test split, one thread then two, so
+machine noise hits all alike. --task mt translates (generation_speed.translate: eval_bleu.sh,
+the stock fairseq-generate, beam 5, its own timer); --task cls classifies (eval_cls.sh --speed:
+the stock fairseq-validate with its forward passes timed, dev and test splits). A contender is
+NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8 (fairseq's --model-overrides
+"{'int8_inference': True}"). Writes {NAME: {"sent_s_1": median, "sent_s_2": median}} as JSON
+to --out, and prints it.
 
-    .venv/bin/python scripts/benchmarks/structured_race.py --data DIR --out speed.json [--repeats 1] NAME=CKPT:fp32 ...
+    .venv/bin/python scripts/benchmarks/structured_race.py [--task mt] --data DIR --out speed.json [--repeats 1] NAME=CKPT:fp32 ...
 """
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-from generation_speed import INT8, translate
+from generation_speed import INT8, ROOT, translate
 
 THREADS = (1, 2)
+
+
+def classify(ckpt: Path, data: Path, extra: Sequence[str], threads: int) -> Tuple[float, float]:
+    """(test accuracy, sentences/s) of one eval_cls.sh --speed run on `threads` threads."""
+    result = subprocess.run(["bash", str(ROOT / "scripts/eval_cls.sh"), str(ckpt), str(data), "--speed", "--", *extra],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if result.returncode:
+        sys.exit(f"error: eval_cls.sh failed: {result.stderr.strip().splitlines()[-1:]}")
+    scores = json.loads(result.stdout)
+    return scores["accuracy"], scores["sentences_per_s"]
+
+
+RUNNERS = {"mt": translate, "cls": classify}
 
 
 def parse_contender(text: str) -> Tuple[str, Path, List[str]]:
@@ -31,6 +48,7 @@ def parse_contender(text: str) -> Tuple[str, Path, List[str]]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(RUNNERS), default="mt")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--repeats", type=int, default=1)
@@ -39,11 +57,12 @@ def main():
     if args.repeats < 1:
         sys.exit(f"error: --repeats must be >= 1, got {args.repeats}")
     contenders = [parse_contender(c) for c in args.contenders]
+    runner = RUNNERS[args.task]
     speeds: Dict[str, Dict[int, List[float]]] = {name: {t: [] for t in THREADS} for name, _, _ in contenders}
     for _ in range(args.repeats):
         for name, ckpt, extra in contenders:
             for threads in THREADS:
-                speeds[name][threads].append(translate(ckpt, args.data, extra, threads)[1])
+                speeds[name][threads].append(runner(ckpt, args.data, extra, threads)[1])
     result = {name: {f"sent_s_{t}": round(statistics.median(v), 2) for t, v in by_threads.items()}
               for name, by_threads in speeds.items()}
     tmp = args.out.with_suffix(".tmp")

@@ -44,12 +44,15 @@ parse_args() {
 }
 
 # start_job CMD...: run CMD in the background on one thread, at most JOBS (default 2, one per
-# core) at a time: waits for the oldest first. finish_jobs waits for the rest; a failed job stops the script.
+# core) at a time: waits for whichever running job ends first. finish_jobs waits for the rest;
+# a failed job stops the script.
 RUNNING_JOBS=()
 start_job() {
   if ((${#RUNNING_JOBS[@]} >= ${JOBS:-2})); then
-    wait "${RUNNING_JOBS[0]}" || die "a background job failed (see the log above)"
-    RUNNING_JOBS=("${RUNNING_JOBS[@]:1}")
+    local ended pid still=()
+    wait -n -p ended "${RUNNING_JOBS[@]}" || die "a background job failed (see the log above)"
+    for pid in "${RUNNING_JOBS[@]}"; do [[ $pid == "$ended" ]] || still+=("$pid"); done
+    RUNNING_JOBS=("${still[@]}")
   fi
   OMP_NUM_THREADS=1 "$@" &
   RUNNING_JOBS+=($!)

@@ -1,0 +1,68 @@
+# The classification half of scripts/structured_study.sh (--task cls): its defaults and steps.
+# RAW is the shipped corpus (data-bin/raw): its English text pretrains ARCH and --small-arch as
+# masked LMs for --pretrain-minutes each, at once (one per core, so the same training time;
+# or --pretrained / --small-pretrained), and its cls task fine-tunes them with the RoBERTa GLUE
+# recipe (scripts/finetune_cls.sh). The metric is test accuracy (eval_cls.sh: the stock
+# fairseq-validate), the speed the classifier's sentences/s over the dev and test splits
+# (eval_cls.sh --speed). Source it from structured_study.sh.
+# shellcheck shell=bash
+
+METRIC=accuracy STUDY=structured_study_cls IPQ_CONFIG=roberta
+: "${ARCH:=roberta_l3_h256}" "${SMALL_ARCH:=roberta_l2_h128}" "${MAX_UPDATE:=400}" "${FINETUNE:=150}"
+: "${PRETRAIN_MINUTES:=15}"
+[[ -z $SPEED_SENTENCES$BLEU_SENTENCES ]] \
+  || die "--speed-sentences and --bleu-sentences are for --task mt (cls scores and times its whole dev and test splits)"
+[[ $PRETRAIN_MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--pretrain-minutes must be a positive number, got '$PRETRAIN_MINUTES'"
+[[ -z $PRETRAINED || -f $PRETRAINED ]] || die "--pretrained: no such checkpoint: $PRETRAINED"
+[[ -z $SMALL_PRETRAINED || -f $SMALL_PRETRAINED ]] || die "--small-pretrained: no such checkpoint: $SMALL_PRETRAINED"
+
+setup_task() {  # the shipped English text and cls task prepared (idempotent); SCORE_DATA = SPEED_DATA = the task
+  local raw=${POSITIONAL[0]:-$ROOT/data-bin/raw}
+  require_dir "$raw/cls" "RAW/cls (the shipped corpus is data-bin/raw)"
+  bash "$ROOT/scripts/prepare_mlm.sh" "$raw/en" "$ROOT/data-bin/en"
+  bash "$ROOT/scripts/prepare_glue.sh" "$raw/cls" "$ROOT/data-bin/cls" "$ROOT/data-bin/en"
+  DATA=$ROOT/data-bin/cls SCORE_DATA=$ROOT/data-bin/cls SPEED_DATA=$ROOT/data-bin/cls
+}
+
+pretrain() {  # ARCH SAVE_DIR: the masked LM, as drophead_cls.sh pretrains it
+  bash "$ROOT/scripts/pretrain_mlm.sh" "$ROOT/data-bin/en" "$2" --arch "$1" --minutes "$PRETRAIN_MINUTES" \
+    --max-tokens 2048 --warmup 200
+}
+prepare_models() {  # PRETRAINED and SMALL_PRETRAINED, trained at once when not given
+  [[ -n $PRETRAINED ]] || start_job pretrain "$ARCH" "$OUT/pretrain/large"
+  [[ -n $SMALL_PRETRAINED ]] || start_job pretrain "$SMALL_ARCH" "$OUT/pretrain/small"
+  finish_jobs
+  PRETRAINED=${PRETRAINED:-$OUT/pretrain/large/checkpoint_last.pt}
+  SMALL_PRETRAINED=${SMALL_PRETRAINED:-$OUT/pretrain/small/checkpoint_last.pt}
+}
+
+finetune() {  # ARCH FROM SAVE_DIR UPDATES SEED [fairseq-train args]: finetune_cls.sh, its dev/test JSON to the log
+  local arch=$1 from=$2 dir=$3 updates=$4 seed=$5
+  shift 5
+  log "$dir: $(bash "$ROOT/scripts/finetune_cls.sh" "$DATA" "$dir" --arch "$arch" --pretrained "$from" \
+    --max-update "$updates" --seed "$seed" -- "$@")"
+}
+
+train_model() {  # CONFIG SEED: PRETRAINED fine-tuned with CONFIG's DropHead flags
+  local flags=${DROPHEAD_FLAGS[$1]:-}
+  # shellcheck disable=SC2086  # the flags are words
+  finetune "$ARCH" "$PRETRAINED" "$OUT/models/$1/seed$2" "$MAX_UPDATE" "$2" $flags
+}
+
+train_small() {  # SMALL_PRETRAINED (pretrained as long as ARCH) fine-tuned for as many updates
+  finetune "$SMALL_ARCH" "$SMALL_PRETRAINED" "$OUT/small" "$MAX_UPDATE" 1
+}
+
+finetune_with_mask() {  # DIR GRANULARITY SPARSITY: BASE fine-tuned for FINETUNE updates, the mask rising to SPARSITY
+  finetune "$ARCH" "$BASE" "$1" "$FINETUNE" 1 --task sentence_prediction_pruning "${PRUNE_FLAGS[@]}"
+}
+
+finetune_shrunk() {  # CKPT DIR: CKPT fine-tuned for HEAD_FINETUNE updates
+  finetune "$ARCH" "$1" "$2" "$HEAD_FINETUNE" 1
+}
+
+score() {  # CKPT [fairseq-validate args]: {"accuracy": test, "dev_accuracy": dev}
+  local ckpt=$1
+  shift
+  bash "$ROOT/scripts/eval_cls.sh" "$ckpt" "$SCORE_DATA" -- "$@"
+}
