@@ -13,7 +13,7 @@
 #  2. speed vs fraction kept: from ARCH (no DropHead, first seed), a --finetune-updates
 #     fine-tune with each structured mask (--prune-granularity head / neuron / layer, then
 #     combined; gradual schedule), shrunk (fairseq-compress shrink); plus unstructured weight
-#     pruning and iPQ for the plot. The metric of each, fp32 and int8 (mt: BLEU on the first
+#     pruning and iPQ for the plot, and the reference: the same fine-tune without a mask. The metric of each, fp32 and int8 (mt: BLEU on the first
 #     --bleu-sentences test pairs; cls: test accuracy); sentences/s (mt: fairseq-generate on the
 #     first --speed-sentences; cls: dev and test), one thread and two, alternating every
 #     contender in one pass (nothing else running).
@@ -74,12 +74,15 @@ for spec in "${SPECS[@]}"; do
   name=${spec%%=*} rest=${spec#*=}
   start_job finetune_masked "$name" "${rest%%:*}" "${rest#*:}"
 done
+# BASE is not trained to convergence: the reference of the fine-tuned ones is BASE fine-tuned as long, unmasked.
+start_job finetune_from "$BASE" "$OUT/finetuned/dense" "$FINETUNE"
 start_job run_once "$OUT/ipq.json" fairseq-compress ipq --path "$BASE" --out "$OUT/ipq.pt" --data "$DATA" \
   --config "$USER_DIR/config/ipq/$IPQ_CONFIG.yaml" --finetune-updates 20 --n-iter 5 --force
 finish_jobs
 
 # Contenders of 2: NAME=CHECKPOINT:PRECISION, every structured one in fp32 and int8.
-CONTENDERS=(dense=$BASE:fp32 dense_int8=$BASE:int8 weights50=$OUT/finetuned/weights50/checkpoint_last.pt:fp32
+CONTENDERS=(dense=$BASE:fp32 dense_int8=$BASE:int8 dense_ft=$OUT/finetuned/dense/checkpoint_last.pt:fp32
+            dense_ft_int8=$OUT/finetuned/dense/checkpoint_last.pt:int8 weights50=$OUT/finetuned/weights50/checkpoint_last.pt:fp32
             ipq=$OUT/ipq.pt:fp32 small=$OUT/small/checkpoint_best.pt:fp32 small_int8=$OUT/small/checkpoint_best.pt:int8)
 for spec in "${SPECS[@]}"; do
   name=${spec%%=*}
@@ -114,7 +117,7 @@ remove_heads() {  # RUN_DIR: its checkpoint_best.pt shrunk to 75 / 50 / 25 % of 
     run_once "$run/heads_keep$keep.shrink.json" fairseq-compress shrink --path "$run/checkpoint_best.pt" \
       --out "$run/heads_keep$keep.pt" --heads-keep "$keep" --force
     score_once "$run/heads_keep$keep.pt" fp32 "$run/heads_keep$keep.json"
-    finetune_shrunk "$run/heads_keep$keep.pt" "$run/heads_keep${keep}_ft"
+    finetune_from "$run/heads_keep$keep.pt" "$run/heads_keep${keep}_ft" "$HEAD_FINETUNE"
     score_once "$run/heads_keep${keep}_ft/checkpoint_last.pt" fp32 "$run/heads_keep${keep}_ft.json"
   done
 }

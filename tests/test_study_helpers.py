@@ -108,7 +108,7 @@ def test_demo_table_reads_bleu_size_and_speed_of_checkpoints_and_ctranslate2_dir
 def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick(task, metric, prefix, mt_checkpoint,
                                                                                  tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
-    speeds = {"dense": (4.0, 20, 30), "dense_int8": (3.9, 30, 40), "heads50": (3.5, 25, 35), "heads50_int8": (3.4, 46, 50),
+    speeds = {"dense": (4.0, 20, 30), "dense_int8": (3.9, 30, 40), "dense_ft": (4.2, 20, 30), "heads50": (3.5, 25, 35), "heads50_int8": (3.4, 46, 50),
               "weights50": (3.8, 20, 30), "ipq": (3.0, 19, 29), "small": (2.5, 34, 45), "small_int8": (2.4, 45, 60)}
     (out / metric).mkdir(parents=True)
     for name, (value, one, two) in speeds.items():
@@ -128,7 +128,8 @@ def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick
     rows = {row["contender"]: row for row in csv.DictReader(open(results / f"{prefix}_speed.csv"))}
     assert rows["heads50_int8"]["method"] == "heads" and rows["heads50_int8"]["removed"] == "0.5"
     assert float(rows["heads50_int8"]["speedup_1"]) == 2.3 and float(rows["heads50_int8"]["speedup_2"]) == round(50 / 30, 2)
-    assert float(rows["heads50"][metric]) == 3.5
+    assert float(rows["heads50"][metric]) == 3.5 and rows["dense_ft"]["method"] == "dense, fine-tuned as long"
+    assert float(rows["heads50"][f"{metric}_lost"]) == 0.7  # against dense_ft (4.2), not dense (4.0)
     heads = list(csv.DictReader(open(results / f"{prefix}_heads.csv")))
     lost = {(r["config"], r["heads_removed"], r["finetuned"]): float(r[f"{metric}_lost"]) for r in heads}
     assert lost[("none", "0.5", "False")] == 2.0 and lost[("v_p0.2", "0.5", "True")] == 0.25

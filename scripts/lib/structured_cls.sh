@@ -57,8 +57,8 @@ finetune_with_mask() {  # DIR GRANULARITY SPARSITY: BASE fine-tuned for FINETUNE
   finetune "$ARCH" "$BASE" "$1" "$FINETUNE" 1 --task sentence_prediction_pruning "${PRUNE_FLAGS[@]}"
 }
 
-finetune_shrunk() {  # CKPT DIR: CKPT fine-tuned for HEAD_FINETUNE updates
-  finetune "$ARCH" "$1" "$2" "$HEAD_FINETUNE" 1
+finetune_from() {  # CKPT DIR UPDATES: CKPT fine-tuned for UPDATES updates, no mask
+  finetune "$ARCH" "$1" "$2" "$3" 1
 }
 
 score() {  # CKPT [fairseq-validate args]: {"accuracy": test, "dev_accuracy": dev}

@@ -59,8 +59,8 @@ finetune_with_mask() {  # DIR GRANULARITY SPARSITY: BASE fine-tuned for FINETUNE
     -- --task translation_pruning "${PRUNE_FLAGS[@]}" --restore-file "$BASE" "${RESTORE[@]}"
 }
 
-finetune_shrunk() {  # CKPT DIR: CKPT fine-tuned for HEAD_FINETUNE updates
-  bash "$ROOT/scripts/train_mt.sh" "$DATA" "$2" --arch "$ARCH" --max-update "$HEAD_FINETUNE" "${FINETUNE_RECIPE[@]}" \
+finetune_from() {  # CKPT DIR UPDATES: CKPT fine-tuned for UPDATES updates, no mask
+  bash "$ROOT/scripts/train_mt.sh" "$DATA" "$2" --arch "$ARCH" --max-update "$3" "${FINETUNE_RECIPE[@]}" \
     -- --restore-file "$1" "${RESTORE[@]}"
 }
 

@@ -25,7 +25,7 @@ from fairseq_compress.compress.size import deployed_bytes  # noqa: E402
 
 # contender name -> (family, fraction removed); "heads_ffn50" is heads and FFN at 50 %
 NAME = re.compile(r"^(?P<family>[a-z_]+?)(?P<percent>\d+)?(?P<int8>_int8)?$")
-FAMILIES = {"dense": "dense", "heads": "heads", "ffn": "FFN neurons", "layers": "layers", "heads_ffn": "heads + FFN",
+FAMILIES = {"dense": "dense", "dense_ft": "dense, fine-tuned as long", "heads": "heads", "ffn": "FFN neurons", "layers": "layers", "heads_ffn": "heads + FFN",
             "heads_ffn_layers": "heads + FFN + layers", "weights": "weights (unstructured)", "ipq": "iPQ",
             "small": "small model"}
 CONFIGS = {"none": "no DropHead", "v_p0.1": "DropHead p=0.1 (V)", "v_p0.2": "DropHead p=0.2 (V)"}
@@ -73,6 +73,11 @@ def speed_rows(out: Path, contenders: List[str], metric: str) -> List[dict]:
             "speedup_1": round(speed[name]["sent_s_1"] / dense["sent_s_1"], 2),
             "speedup_2": round(speed[name]["sent_s_2"] / dense["sent_s_2"], 2),
         })
+    # The fine-tuned contenders trained FINETUNE updates more than dense: dense_ft is their reference.
+    by_name = {row["contender"]: row for row in rows}
+    reference = by_name.get("dense_ft", by_name["dense"])
+    for row in rows:
+        row[f"{metric}_lost"] = round(reference[metric] - row[metric], 2)
     return rows
 
 
