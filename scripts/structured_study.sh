@@ -62,10 +62,8 @@ SPECS=(heads25=head:0.25 heads50=head:0.5 heads75=head:0.75 ffn25=neuron:0.25 ff
        weights50=weight:0.5)
 finetune_masked() {  # NAME GRANULARITY SPARSITY: fine-tune BASE with the mask rising to SPARSITY, then shrink it
   local dir=$OUT/finetuned/$1
-  local PRUNE_FLAGS=(--prune-granularity "$2" --prune-sparsity "$3" --prune-schedule gradual
-                     --prune-end-update $((FINETUNE / 2)) --prune-frequency $((FINETUNE / 10 > 0 ? FINETUNE / 10 : 1))
-                     --prune-scope layer)
-  finetune_with_mask "$dir" "$2" "$3"
+  finetune_with_mask "$dir" --prune-granularity "$2" --prune-sparsity "$3" --prune-schedule gradual \
+    --prune-end-update $((FINETUNE / 2)) --prune-frequency $((FINETUNE / 10 > 0 ? FINETUNE / 10 : 1)) --prune-scope layer
   if [[ $2 != weight ]]; then
     run_once "$dir/shrink.json" fairseq-compress shrink --path "$dir/checkpoint_last.pt" --out "$dir/shrunk.pt" --force
   fi

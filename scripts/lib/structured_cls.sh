@@ -53,8 +53,8 @@ train_small() {  # SMALL_PRETRAINED (pretrained as long as ARCH) fine-tuned for 
   finetune "$SMALL_ARCH" "$SMALL_PRETRAINED" "$OUT/small" "$MAX_UPDATE" 1
 }
 
-finetune_with_mask() {  # DIR GRANULARITY SPARSITY: BASE fine-tuned for FINETUNE updates, the mask rising to SPARSITY
-  finetune "$ARCH" "$BASE" "$1" "$FINETUNE" 1 --task sentence_prediction_pruning "${PRUNE_FLAGS[@]}"
+finetune_with_mask() {  # DIR PRUNING_FLAGS...: BASE fine-tuned for FINETUNE updates with the pruning task
+  finetune "$ARCH" "$BASE" "$1" "$FINETUNE" 1 --task sentence_prediction_pruning "${@:2}"
 }
 
 finetune_from() {  # CKPT DIR UPDATES: CKPT fine-tuned for UPDATES updates, no mask

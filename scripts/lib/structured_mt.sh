@@ -54,9 +54,9 @@ train_small() {  # as many minutes of training as ARCH's first run took (fairseq
   bash "$ROOT/scripts/train_mt.sh" "$DATA" "$OUT/small" --arch "$SMALL_ARCH" --minutes "$minutes" "${RECIPE[@]}"
 }
 
-finetune_with_mask() {  # DIR GRANULARITY SPARSITY: BASE fine-tuned for FINETUNE updates, the mask rising to SPARSITY
+finetune_with_mask() {  # DIR PRUNING_FLAGS...: BASE fine-tuned for FINETUNE updates with the pruning task
   bash "$ROOT/scripts/train_mt.sh" "$DATA" "$1" --arch "$ARCH" --max-update "$FINETUNE" "${FINETUNE_RECIPE[@]}" \
-    -- --task translation_pruning "${PRUNE_FLAGS[@]}" --restore-file "$BASE" "${RESTORE[@]}"
+    -- --task translation_pruning "${@:2}" --restore-file "$BASE" "${RESTORE[@]}"
 }
 
 finetune_from() {  # CKPT DIR UPDATES: CKPT fine-tuned for UPDATES updates, no mask
