@@ -25,6 +25,6 @@ if ((SPEED)); then validate=("$PY" "$ROOT/scripts/lib/timed_validate.py"); fi
 "${validate[@]}" "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
   --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
   --max-positions "$MAX_POSITIONS" --shorten-method truncate \
-  --valid-subset "$subsets" --batch-size 64 --num-workers 0 "${EXTRA[@]}" > "$LOG" 2>&1 \
+  --valid-subset "$subsets" --batch-size 64 --num-workers 0 --log-format json "${EXTRA[@]}" > "$LOG" 2>&1 \
   || { tail -n 5 "$LOG" >&2; die "fairseq-validate failed (log: $LOG)"; }
 "$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$LOG"

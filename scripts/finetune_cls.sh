@@ -34,7 +34,7 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task sentence_prediction --c
   --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --save-interval-updates $(((MAX_UPDATE + 3) / 4))
   --keep-interval-updates 1 --validate-interval-updates $(((MAX_UPDATE + 3) / 4))
-  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
+  --num-workers 0 --log-format json --log-interval 50 "${EXTRA[@]}")
 
 log "fine-tuning $ARCH on $DATA (${PRETRAINED:-from scratch})"
 run_training "$SAVE_DIR" "${cmd[@]}"

@@ -41,7 +41,7 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task masked_lm --criterion "
   --lr "$LR" "${schedule[@]}" --warmup-updates "$WARMUP"
   --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
-  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
+  --num-workers 0 --log-format json --log-interval 50 "${EXTRA[@]}")
 
 log "pretraining $ARCH ($CRITERION) on $DATA"
 run_training "$SAVE_DIR" "${cmd[@]}"

@@ -27,7 +27,7 @@ cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --arch "$ARCH" --seed "$SEED"
   --criterion label_smoothed_cross_entropy --label-smoothing 0.1
   --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"
   --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
-  --num-workers 0 --log-format simple --log-interval 50 "${EXTRA[@]}")
+  --num-workers 0 --log-format json --log-interval 50 "${EXTRA[@]}")
 
 log "training $ARCH on $DATA"
 run_training "$SAVE_DIR" "${cmd[@]}"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import USER_DIR, run, script
+from conftest import USER_DIR, log_records, run, script
 
 TOKENS_PER_SAMPLE = 512  # the longest cls sentence in 1k-piece units fits
 COMMON = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
@@ -55,6 +55,6 @@ def test_eval_cls_speed_times_the_same_validation(finetuned):
     plain = json.loads(run(eval_cls).stdout)
     timed = json.loads(run(eval_cls + ["--speed"]).stdout)
     assert timed.pop("sentences_per_s") > 0 and timed == plain and "sentences_per_s" not in plain
-    assert "timed: 400 sentences in" in checkpoint.with_suffix(".validate.log").read_text()
+    assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 400
     int8 = json.loads(run(eval_cls + ["--speed", "--", "--model-overrides", "{'int8_inference': True}"]).stdout)
     assert abs(int8["accuracy"] - plain["accuracy"]) <= 10 and int8["sentences_per_s"] > 0

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import USER_DIR, run
+from conftest import USER_DIR, log_records, run
 
 PRECISIONS = {
     "cpu_fp16": ["--cpu", "--fp16", "--fp16-no-flatten-grads"],
@@ -29,13 +29,8 @@ MT = ["--task", "translation_pruning", "--arch", "transformer_l2_h128", "--max-t
 
 
 def train_logs(result):
-    """The JSON stats of every train_inner line, numbers as floats."""
-    logs = []
-    for line in (result.stdout + result.stderr).splitlines():
-        if "| train_inner | " in line:
-            stats = json.loads(line.split("| train_inner | ", 1)[1])
-            logs.append({k: float(v) for k, v in stats.items() if isinstance(v, (int, float, str))
-                         and str(v).replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()})
+    """The stats of every train_inner record, numbers as floats."""
+    logs = log_records(result.stdout + result.stderr, "train_inner")
     assert logs, (result.stdout + result.stderr)[-3000:]
     return logs
 

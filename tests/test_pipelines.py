@@ -1,11 +1,10 @@
 """The bash pipelines on small local files in the standard layouts, and their bad-input errors."""
 import gzip
 import json
-import re
 
 import pytest
 
-from conftest import MOTS, ROOT, WORDS, one_line_error, run, script, sentences, write_parallel
+from conftest import MOTS, ROOT, WORDS, log_records, one_line_error, run, script, sentences, write_parallel
 
 def test_start_job_fills_the_first_free_slot_and_a_failed_job_stops_the_script(tmp_path):
     # The first job ends only once the third has run: waiting for the oldest job to free a slot
@@ -152,7 +151,7 @@ def test_train_mt_reruns_resume_and_refuse_other_runs(tmp_path):
     error = one_line_error(run(train[:-1] + ["3"], check=False), "ckpt", "another run", "--force")
     assert error and checkpoint.read_bytes() == saved
     run(train[:-1] + ["3", "--force"])
-    assert "num_updates 3" in (tmp_path / "ckpt/train.log").read_text()
+    assert log_records((tmp_path / "ckpt/train.log").read_text(), "train")[-1]["num_updates"] == 3
 
 
 def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
@@ -164,8 +163,7 @@ def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     assert "nothing to do" in run(pretrain).stderr
     log = (tmp_path / "pre/train.log").read_text()
     # warmup to the peak at update 1, then linear decay to 0 at --max-update 3
-    assert [re.search(r"lr=([0-9.e-]+)", line).group(1) for line in log.splitlines() if "| train_inner |" in line] \
-        == ["0.0005", "0.00025", "0"]
+    assert [r["lr"] for r in log_records(log, "train_inner")] == [0.0005, 0.00025, 0]
     # train_wall is logged in whole seconds, so tiny updates may read 0 (the arithmetic: tests/test_study_helpers.py)
     assert float(run(["python", ROOT / "scripts/lib/train_stats.py", "--seconds-per-update", tmp_path / "pre/train.log"]).stdout) >= 0
     stats = json.loads(run(["python", ROOT / "scripts/lib/train_stats.py", "--columns", tmp_path / "pre/train.log"]).stdout)
@@ -176,7 +174,7 @@ def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     result = json.loads(run(finetune).stdout)
     assert 0 <= result["accuracy"] <= 100 and 0 <= result["dev_accuracy"] <= 100
     assert json.loads((tmp_path / "group/seed1/accuracy.json").read_text()) == result
-    assert "num_updates 4" in (tmp_path / "group/seed1/train.log").read_text()
+    assert log_records((tmp_path / "group/seed1/train.log").read_text(), "train")[-1]["num_updates"] == 4
     (tmp_path / "group/group.json").write_text('{"pretraining updates": 3}')
     table = run(["python", ROOT / "scripts/lib/summarize_runs.py", f"electra={tmp_path / 'group'}", "--metric", "accuracy",
                  "dev_accuracy", "--metric-file", "accuracy.json", "--csv", tmp_path / "runs.csv"]).stdout

@@ -1,22 +1,35 @@
-"""The study helpers of scripts/lib read fairseq-train's simple-format logs as fairseq writes them."""
+"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them."""
 import csv
 import json
 import sys
 
 import pytest
 
-from conftest import ROOT, run
-
-sys.path.insert(0, str(ROOT / "scripts/lib"))
-import train_stats  # noqa: E402
+from conftest import ROOT, log_records, run
+import train_stats  # noqa: E402  (scripts/lib, on the path through conftest)
 import valid_curves  # noqa: E402
 
-# Lines as fairseq 0.12 writes them (from a real electra_vs_mlm.sh calibration log).
-INNER = ("2026-12-01 14:50:{s:02d} | INFO | train_inner | epoch 001:     {u} / 3347 loss=12.083, ppl={ppl}, "
-         "wps=916.5, ups=0.45, wpb=2048, bsz=16, num_updates={u}, lr=0.000223607, gnorm=1.858, clip=100, "
-         "train_wall={tw}, wall={w}")
-VALID = ("2026-12-01 14:50:11 | INFO | valid | epoch 001 | valid on 'valid' subset | loss {loss} | nll_loss 9.1 | "
-         "ppl 548.2 | wps 6676.7 | wpb 1934.4 | bsz 15.1 | num_updates {u} | best_loss 3.9")
+# Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
+INNER = ('2026-12-02 04:11:{s:02d} | INFO | train_inner | {{"epoch": 1, "update": 0.004, "loss": "13.977", '
+         '"nll_loss": "13.989", "ppl": "{ppl}", "wps": "1061.4", "ups": "0.29", "wpb": "3804", "bsz": "204", '
+         '"num_updates": "{u}", "lr": "1e-05", "gnorm": "1.376", "clip": "100", "train_wall": "{tw}", "wall": "{w}"}}')
+VALID = ('2026-12-02 04:11:32 | INFO | valid | {{"epoch": 1, "valid_loss": "{loss}", "valid_nll_loss": "14.008", '
+         '"valid_ppl": "16479.9", "valid_wps": "1357.3", "valid_wpb": "1759.3", "valid_bsz": "221.3", '
+         '"valid_num_updates": "{u}", "valid_best_loss": "3.9"}}')
+EPOCH = ('2026-12-02 04:11:40 | INFO | train | {"epoch": 1, "train_loss": "13.958", "train_ppl": "16033.8", '
+         '"train_wps": "727.3", "train_num_updates": "4", "train_lr": "2e-05", "train_train_wall": "16", "train_wall": "26"}')
+
+
+def test_log_records_drop_the_tag_prefix_once_and_keep_each_tag_apart():
+    log = "\n".join([INNER.format(s=1, u=2, ppl=100, tw=11, w=13), VALID.format(loss=4.5, u=2), EPOCH,
+                     "2026-12-02 04:11:41 | INFO | fairseq_cli.train | done training in 25.7 seconds"])
+    (epoch,) = log_records(log, "train")
+    # end of epoch: fairseq's train_wall and wall come prefixed as train_train_wall and train_wall
+    assert epoch == {"epoch": 1, "loss": 13.958, "ppl": 16033.8, "wps": 727.3, "num_updates": 4, "lr": 2e-05,
+                     "train_wall": 16, "wall": 26}
+    assert [r["num_updates"] for r in log_records(log, "train_inner")] == [2]
+    assert log_records(log, "valid")[0]["loss"] == 4.5 and log_records(log, "test") == []
+    assert train_stats.last_train_stats(log)["num_updates"] == 4
 
 
 def write_log(path, lines):
@@ -65,8 +78,8 @@ def test_summarize_runs_merges_metric_files_and_picks_the_best_group(tmp_path):
 def test_pretraining_curves_plot_both_runs(tmp_path):
     electra = write_log(tmp_path / "electra.log", [
         INNER.format(s=i, u=25 * (i + 1), ppl=9, tw=20, w=60).replace(
-            "loss=12.083, ppl=9,", f"loss=30.1, gen_loss=9.9, disc_acc=85.1, disc_acc_replaced={i}.5, "
-                                   f"replaced_frac=14.9, gen_ppl={900 - 100 * i},") for i in range(3)])
+            '"ppl": "9",', f'"gen_loss": "9.9", "disc_acc": "85.1", "disc_acc_replaced": "{i}.5", '
+                                   f'"replaced_frac": "14.9", "gen_ppl": "{900 - 100 * i}",') for i in range(3)])
     mlm = write_log(tmp_path / "mlm.log", [INNER.format(s=i, u=25 * (i + 1), ppl=800 - 50 * i, tw=20, w=60)
                                            for i in range(3)])
     run(["python", ROOT / "scripts/lib/pretraining_curves.py", "--electra", electra, "--mlm", mlm, "--csv",

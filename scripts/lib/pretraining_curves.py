@@ -1,5 +1,5 @@
 """Training curves of ELECTRA against masked-LM pretraining, read from their fairseq-train logs
-(simple format, '| train_inner |' lines): the discriminator's accuracy on replaced tokens (0 is
+(--log-format json, 'train_inner' records): the discriminator's accuracy on replaced tokens (0 is
 the trivial 'everything is original' answer), its accuracy on all tokens, and the generator's
 perplexity next to the masked LM's. Writes one CSV row per (run, update, metric) and a PNG."""
 import argparse
@@ -18,11 +18,11 @@ MLM_METRICS = ("ppl",)
 
 
 def inner_points(log_path):
-    """[(num_updates, {metric: value})] of every '| train_inner |' line."""
+    """[(num_updates, {metric: value})] of every 'train_inner' record."""
     with open(log_path, encoding="utf-8") as f:
         points = [(int(stats["num_updates"]), stats) for stats in train_stats.inner_points(f.read())]
     if not points:
-        sys.exit(f"error: {log_path} has no '| train_inner |' line (was it trained with --log-format simple?)")
+        sys.exit(f"error: {log_path} has no 'train_inner' record (was it trained with --log-format json?)")
     return points
 
 

@@ -1,8 +1,11 @@
 """The stock fairseq-validate (fairseq_cli.validate, the same command line) with its forward
 passes timed. Unlike fairseq-generate, fairseq-validate reports no speed, so every valid step
 (task.valid_step: the criterion's forward under no_grad) is timed, model loading and data
-reading excluded, and a last line says "timed: N sentences in S s (X sentences/s)", which
-scripts/lib/validate_json.py reads. Used by scripts/eval_cls.sh --speed."""
+reading excluded, and a last record, logged as fairseq logs its statistics ("| timed | {json}":
+sentences, seconds, sentences_per_s), is what scripts/lib/validate_json.py reads. Used by
+scripts/eval_cls.sh --speed."""
+import json
+import logging
 import time
 
 import torch
@@ -28,8 +31,8 @@ def main():
     validate.cli_main()
     if not totals["sentences"]:
         raise SystemExit("error: fairseq-validate scored no sentence (empty --valid-subset?)")
-    print(f"timed: {totals['sentences']} sentences in {totals['seconds']:.3f} s "
-          f"({totals['sentences'] / totals['seconds']:.2f} sentences/s)", flush=True)
+    speed = {**totals, "sentences_per_s": round(totals["sentences"] / totals["seconds"], 2)}
+    logging.getLogger("timed").info(json.dumps(speed))  # in fairseq_cli.validate's log format
 
 
 if __name__ == "__main__":

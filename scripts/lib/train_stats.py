@@ -1,32 +1,30 @@
-"""The last end-of-epoch '| train |' statistics of a fairseq-train log (simple
-format) as JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns,
-the pretraining columns of a results table instead; with --field NAME, one value;
-with --seconds-per-update, the training seconds per update (fairseq's train_wall: validation,
-saving and start-up left out) after the log's first '| train_inner |' line."""
+"""The last end-of-epoch 'train' statistics of a fairseq-train log (--log-format json) as
+JSON, e.g. {"num_updates": 2500, "wps": 4330.8, ...}; with --columns, the pretraining columns
+of a results table instead; with --field NAME, one value; with --seconds-per-update, the
+training seconds per update (fairseq's train_wall: validation, saving and start-up left out)
+after the log's first 'train_inner' record."""
 import argparse
 import json
-import re
 import sys
+from typing import Dict, List, Optional
 
-FIELD = re.compile(r"\| (\w+) ([-0-9.e+]+)(?= \||$)")  # end-of-epoch lines: "| loss 9.1 | ppl 548 |"
-INNER_FIELD = re.compile(r"(\w+)=([-0-9.e+]+)")  # '| train_inner |' lines: "loss=9.1, ppl=548, ..."
+from fairseq_log import records
 
-
-def last_train_stats(log_text):
-    lines = [line for line in log_text.splitlines() if re.search(r"\| train \|", line)]
-    if not lines:
-        return None
-    return {key: float(value) for key, value in FIELD.findall(lines[-1].rstrip())}
+Stats = Dict[str, float]
 
 
-def inner_points(log_text):
-    """[{metric: value}] of every '| train_inner |' line that has num_updates."""
-    points = [{k: float(v) for k, v in INNER_FIELD.findall(line)}
-              for line in log_text.splitlines() if "| train_inner |" in line]
-    return [p for p in points if "num_updates" in p]
+def last_train_stats(log_text: str) -> Optional[Stats]:
+    """The numbers of the last end-of-epoch record."""
+    epochs = records(log_text, "train")
+    return {k: v for k, v in epochs[-1].items() if isinstance(v, float)} if epochs else None
 
 
-def seconds_per_update(log_text):
+def inner_points(log_text: str) -> List[Stats]:
+    """Every 'train_inner' record that has num_updates."""
+    return [p for p in records(log_text, "train_inner") if "num_updates" in p]
+
+
+def seconds_per_update(log_text: str) -> Optional[float]:
     points = [p for p in inner_points(log_text) if "train_wall" in p]
     if len(points) < 2:
         return None
@@ -47,12 +45,12 @@ def main():
     if args.seconds_per_update:
         rate = seconds_per_update(text)
         if rate is None:
-            sys.exit(f"error: {args.log} has fewer than two '| train_inner |' lines (lower --log-interval)")
+            sys.exit(f"error: {args.log} has fewer than two 'train_inner' records of --log-format json (lower --log-interval)")
         print(f"{rate:.4f}")
         return
     stats = last_train_stats(text)
     if stats is None:
-        sys.exit(f"error: {args.log} has no '| train |' line (did the run finish?)")
+        sys.exit(f"error: {args.log} has no end-of-epoch 'train' record of --log-format json (did the run finish?)")
     if args.field:
         if args.field not in stats:
             sys.exit(f"error: --field {args.field} is not in the train statistics of {args.log} ({', '.join(stats)})")

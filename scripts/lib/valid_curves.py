@@ -1,25 +1,21 @@
 """Validation curves of groups of runs (CONFIG=DIR, each DIR/seed*/train.log, fairseq-train's
-simple log format): per run the best valid loss, the update it came at and how far the last
+--log-format json): per run the best valid loss, the update it came at and how far the last
 valid loss rose above it (overfitting); a CSV of every point and a PNG of the mean valid loss
 per config against updates. With --run DIR, only the summary of DIR/train.log, as JSON."""
 import argparse
 import csv
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
+from typing import List, Tuple
 
-VALID = re.compile(r"\| valid on '\w+' subset \| loss ([0-9.]+) \|.*?\| num_updates (\d+)")
+from fairseq_log import records
 
 
-def valid_points(log_path):
+def valid_points(log_path) -> List[Tuple[int, float]]:
     """[(num_updates, valid loss)] of a train.log, one per validation (the last one of an update wins)."""
-    points = {}
-    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
-        match = VALID.search(line)
-        if match:
-            points[int(match.group(2))] = float(match.group(1))
+    points = {int(r["num_updates"]): r["loss"] for r in records(Path(log_path).read_text(encoding="utf-8"), "valid")}
     return sorted(points.items())
 
 
@@ -38,7 +34,7 @@ def groups_of(specs):
         groups[config] = {log.parent.name: valid_points(log) for log in logs}
         empty = [seed for seed, points in groups[config].items() if not points]
         if empty:
-            sys.exit(f"error: {directory}/{empty[0]}/train.log has no validation line")
+            sys.exit(f"error: {directory}/{empty[0]}/train.log has no 'valid' record of --log-format json")
     return groups
 
 
@@ -52,7 +48,7 @@ def main():
     if args.run:
         points = valid_points(Path(args.run) / "train.log")
         if not points:
-            sys.exit(f"error: {args.run}/train.log has no validation line")
+            sys.exit(f"error: {args.run}/train.log has no 'valid' record of --log-format json")
         print(json.dumps(run_summary(points)))
         return
     if not args.groups:
