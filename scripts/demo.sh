@@ -35,14 +35,13 @@ DENSE=$OUT/dense/checkpoint_best.pt
 # once OUT_FILE CMD...: CMD (which writes OUT_FILE) unless OUT_FILE is there.
 once() { [[ -e $1 ]] || "${@:2}"; }
 
-# evaluate PATH [int8]: PATH's test BLEU into PATH.bleu.json (a finished one is kept); eval_bleu.sh
-# keeps PATH's hypotheses and translation log beside it.
+# evaluate PATH [int8]: PATH's test BLEU and speed into PATH.bleu.json (redone when PATH is newer);
+# eval_bleu.sh keeps PATH's hypotheses and translation log beside it.
 evaluate() {
-  local path=${1%.pt} extra=()
+  local json=${1%.pt}.bleu.json extra=()
   [[ ${2:-} == int8 ]] && extra=(-- "${INT8[@]}")
-  [[ -f $path.bleu.json && $path.bleu.json -nt $1 ]] && return
-  bash scripts/eval_bleu.sh "$1" "$DATA" --json "${extra[@]}" > "$path.bleu.json.tmp"
-  mv "$path.bleu.json.tmp" "$path.bleu.json"
+  if [[ -f $json && ! $json -nt $1 ]]; then rm "$json"; fi
+  run_once "$json" bash scripts/eval_bleu.sh "$1" "$DATA" --json "${extra[@]}"
 }
 
 SHRUNK=$OUT/shrunk_ft/checkpoint_last.pt
@@ -83,7 +82,7 @@ artifacts=("dense fp32|$DENSE"
 for artifact in "${artifacts[@]}"; do
   IFS='|' read -r label path <<< "$artifact"
   "$PY" scripts/lib/results_table.py add --table "$TABLE" --artifact-name "$label" --artifact "$path" \
-    --bleu-json "${path%.pt}.bleu.json" --hyp-log "${path%.pt}.test.hyp.log"
+    --bleu-json "${path%.pt}.bleu.json"
 done
 
 echo

@@ -7,7 +7,8 @@
 # generation crawl. Extra arguments after -- go to fairseq-generate and win.
 # CKPT may also be a CTranslate2 model directory (fairseq-compress export --format
 # ctranslate2): it translates DATA/raw/SPLIT.SRC with the same beam, batches and
-# caps (scripts/lib/ct2_translate.py), and is scored the same way.
+# caps (scripts/lib/ct2_translate.py), and is scored the same way. --json also reports the
+# runtime's own speed (sentences_per_s, model loading excluded).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -52,4 +53,4 @@ else
 fi
 json=()
 [[ $JSON == 1 ]] && json=(--json)
-"$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" "${json[@]}"
+"$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" --speed-log "$HYP.log" "${json[@]}"

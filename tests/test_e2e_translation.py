@@ -2,6 +2,7 @@
 generate, validate, score detokenized sacreBLEU, measure the checkpoint."""
 import json
 import re
+import shutil
 
 import torch
 
@@ -16,6 +17,7 @@ def test_eval_bleu_scores_detokenized_hypotheses(mt_data, mt_checkpoint):
     assert score["sentences"] == 200
     assert "case:mixed" in score["signature"] and "tok:13a" in score["signature"]
     assert 0.0 <= score["bleu"] <= 100.0
+    assert score["sentences_per_s"] > 0  # fairseq-generate's own timer, from the translation log
     hypotheses = mt_checkpoint.with_suffix(".test.hyp").read_text(encoding="utf-8").splitlines()
     assert len(hypotheses) == 200
     assert not any("\u2581" in h for h in hypotheses), "sentencepiece was not decoded"
@@ -93,3 +95,14 @@ def test_hydra_train_with_drophead_overrides(mt_data, tmp_path):
     assert rates[:6] == [0.2, 0.1, 0.0, 0.05, 0.1, 0.15], output[-3000:]
     state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
     assert state["cfg"]["model"]["drophead_p"] == 0.2
+
+
+def test_int8_benchmark_reads_speed_and_bleu_from_eval_bleu(mt_data, mt_checkpoint, tmp_path):
+    """The benchmarks' shared race (scripts/benchmarks/generation_speed.py) on a real checkpoint."""
+    checkpoint = tmp_path / "model.pt"  # eval_bleu.sh writes its hypotheses beside the checkpoint
+    shutil.copy(mt_checkpoint, checkpoint)
+    out = run(["python", ROOT / "scripts/benchmarks/int8_inference.py", "--ckpt", checkpoint, "--data", mt_data,
+               "--repeats", "1"]).stdout
+    speeds = re.findall(r"^(fp32|int8): ([0-9.]+) sentences/s", out, re.MULTILINE)
+    assert [name for name, _ in speeds] == ["fp32", "int8"] and all(float(s) > 0 for _, s in speeds), out
+    assert "int8 speed-up:" in out

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, log_records, run
+from conftest import ROOT, log_records, one_line_error, run
 import train_stats  # noqa: E402  (scripts/lib, on the path through conftest)
 import valid_curves  # noqa: E402
 
@@ -96,16 +96,17 @@ def test_demo_table_reads_bleu_size_and_speed_of_checkpoints_and_ctranslate2_dir
     ct2 = tmp_path / "ct2"
     ct2.mkdir()
     (ct2 / "model.bin").write_bytes(b"x" * 2_000_000)
-    bleu = tmp_path / "bleu.json"
-    bleu.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3}))
-    fairseq_log = write_log(tmp_path / "a.log", ["INFO:fairseq_cli.generate:Translated 2,976 sentences (81,345 tokens) "
-                                                 "in 60.3s (49.35 sentences/s, 1349.04 tokens/s)"])
-    ct2_log = write_log(tmp_path / "b.log", ["CTranslate2 | Translated 2976 sentences in 9.8s (303.67 sentences/s)"])
     table = tmp_path / "t.jsonl"
     lib = ROOT / "scripts/lib/results_table.py"
-    for name, artifact, log in (("dense", mt_checkpoint, fairseq_log), ("ct2", ct2, ct2_log)):
-        run([sys.executable, lib, "add", "--table", table, "--artifact-name", name, "--artifact", artifact,
-             "--bleu-json", bleu, "--hyp-log", log])
+    for name, artifact, speed in (("dense", mt_checkpoint, 49.35), ("ct2", ct2, 303.67)):
+        bleu = tmp_path / f"{name}.bleu.json"
+        bleu.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3, "sentences_per_s": speed}))
+        run([sys.executable, lib, "add", "--table", table, "--artifact-name", name, "--artifact", artifact, "--bleu-json", bleu])
+    old = tmp_path / "old.bleu.json"
+    old.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3}))
+    refused = run([sys.executable, lib, "add", "--table", table, "--artifact-name", "old", "--artifact", ct2,
+                   "--bleu-json", old], check=False)
+    one_line_error(refused, "old.bleu.json has no sentences_per_s", "delete it and rerun")
     rows = {row["artifact"]: row for row in results_table.read_rows(table)}
     assert rows["dense"]["sentences_per_s"] == 49.35 and rows["ct2"]["sentences_per_s"] == 303.67
     assert rows["ct2"]["mb"] == 2.0

@@ -5,7 +5,6 @@ directory; its speed is the runtime's own translation timer (model loading exclu
 int8_inference.py, structured_speed.py, structured_race.py and deploy_speed.py."""
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,8 @@ def translate(ckpt: Path, data: Path, extra: Sequence[str], threads: Optional[in
                             capture_output=True, text=True, env=env)
     if result.returncode:
         sys.exit(f"error: eval_bleu.sh failed: {result.stderr.strip().splitlines()[-1:]}")
-    stem = str(ckpt)[:-3] if str(ckpt).endswith(".pt") else str(ckpt).rstrip("/")
-    log = Path(f"{stem}.test.hyp.log").read_text()
-    speed = float(re.findall(r"\(([\d.]+) sentences/s", log)[-1])
-    return json.loads(result.stdout)["bleu"], speed
+    scored = json.loads(result.stdout)
+    return scored["bleu"], scored["sentences_per_s"]
 
 
 def race(contenders: Dict[str, Tuple[Path, List[str]]], data: Path, repeats: int) -> Dict[str, Tuple[float, float]]:

@@ -4,19 +4,10 @@ markdown or CSV, and plotted (BLEU against MB and against sentences/s)."""
 import argparse
 import csv
 import json
-import re
 import sys
 from pathlib import Path
 
 COLUMNS = ["artifact", "mb", "bleu", "sentences_per_s", "signature"]
-
-
-def sentences_per_second(log: Path) -> float:
-    """The speed line of fairseq-generate or scripts/lib/ct2_translate.py."""
-    speeds = re.findall(r"\(([\d.]+) sentences/s", log.read_text())
-    if not speeds:
-        sys.exit(f"error: --hyp-log {log} has no 'sentences/s' line")
-    return float(speeds[-1])
 
 
 def read_rows(path):
@@ -29,10 +20,12 @@ def read_rows(path):
 
 def add_row(args):
     bleu = json.loads(args.bleu_json.read_text())
+    if "sentences_per_s" not in bleu:
+        sys.exit(f"error: --bleu-json {args.bleu_json} has no sentences_per_s (an older eval_bleu.sh wrote it: delete it and rerun)")
     from fairseq_compress.compress.size import deployed_bytes
 
     row = {"artifact": args.artifact_name, "mb": round(deployed_bytes(str(args.artifact)) / 1e6, 2), "bleu": bleu["bleu"],
-           "sentences_per_s": sentences_per_second(args.hyp_log), "signature": bleu["signature"]}
+           "sentences_per_s": bleu["sentences_per_s"], "signature": bleu["signature"]}
     rows = [r for r in read_rows(args.table) if r["artifact"] != args.artifact_name] + [row]
     with open(args.table, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -81,8 +74,7 @@ def main():
     add.add_argument("--table", required=True)
     add.add_argument("--artifact-name", required=True, help="the row's label")
     add.add_argument("--artifact", required=True, type=Path, help="the checkpoint or CTranslate2 directory")
-    add.add_argument("--bleu-json", required=True, type=Path, help="output of scripts/eval_bleu.sh --json")
-    add.add_argument("--hyp-log", required=True, type=Path, help="the translation log eval_bleu.sh kept")
+    add.add_argument("--bleu-json", required=True, type=Path, help="output of scripts/eval_bleu.sh --json (BLEU and speed)")
     add.set_defaults(run=add_row)
     for name, run, help in (("show", show, "print the table as markdown"), ("csv", to_csv, "print the table as CSV")):
         command = commands.add_parser(name, help=help)
