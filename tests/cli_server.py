@@ -30,6 +30,11 @@ SOCKET_ENV = "FAIRSEQ_COMPRESS_CLI_SERVER"
 # from the server must start an interpreter of its own.
 STARTUP_ENV = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONSAFEPATH",
                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+# Importing fairseq configures logging (a stderr handler, INFO): a fresh fairseq-generate,
+# -validate, -preprocess or fairseq-compress logs there. fairseq_cli/train.py alone configures
+# logging (to stdout) before it imports fairseq. Each command gets the root logger it would have.
+CONFIGURES_LOGGING_FIRST = ("fairseq-train",)
+ROOT_LOGGING = {}  # "untouched" / "fairseq": (handlers, level) of the root logger, set by serve()
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 MAX_MESSAGE = 1 << 20
 
@@ -119,9 +124,7 @@ def serve(path: str) -> None:
     import fairseq.trainer  # noqa: F401
     import sacrebleu  # noqa: F401
     import sentencepiece  # noqa: F401
-    # Some fairseq module configures logging while importing; a fresh CLI configures it first
-    # (fairseq_cli/train.py), so give the commands the untouched root logger.
-    root.handlers[:], root.level = handlers, level
+    ROOT_LOGGING.update(untouched=(handlers, level), fairseq=(list(root.handlers), root.level))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the per-command managers
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
@@ -178,6 +181,7 @@ def _manage(conn: socket.socket, request: dict, fds) -> None:
 
 def _run_command(request: dict, fds) -> None:
     """In the forked command: become `python SCRIPT ARGS` in the caller's cwd, env and stdio."""
+    import logging
     import runpy
     os.setpgid(0, 0)
     for target, fd in enumerate(fds):
@@ -188,6 +192,9 @@ def _run_command(request: dict, fds) -> None:
     os.environ.update(request["env"])
     sys.argv = request["argv"]
     sys.path[0] = os.path.dirname(sys.argv[0])
+    root = logging.getLogger()
+    configures_first = os.path.basename(sys.argv[0]) in CONFIGURES_LOGGING_FIRST
+    root.handlers[:], root.level = ROOT_LOGGING["untouched" if configures_first else "fairseq"]
     code = 0
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")

@@ -81,3 +81,27 @@ def _alive(pid):
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# A CLI's logging as a fresh process has it: fairseq_cli/train.py configures it (to stdout) before
+# it imports fairseq; every other CLI imports fairseq first, which configures it (to stderr).
+LOGGING_PROBE = """
+import logging, sys
+if sys.argv[0].endswith("fairseq-train"):
+    logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+import fairseq
+logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)  # fairseq_cli/generate.py's
+logging.getLogger("probe").info("logged")
+"""
+
+
+@pytest.mark.parametrize("name", ["fairseq-train", "fairseq-generate"])
+def test_a_served_command_logs_where_its_own_run_does(tmp_path, name):
+    script, shim = tmp_path / name, tmp_path / f"{name}-shim"
+    script.write_text(f"#!{sys.executable}\n{LOGGING_PROBE}")
+    script.chmod(0o755)
+    write_shim(shim, script)
+    own, served = start([script], tmp_path), start([shim], tmp_path)
+    logged = [stream for stream in ("stdout", "stderr") if "probe" in getattr(own, stream) and "logged" in getattr(own, stream)]
+    assert logged == (["stdout"] if name == "fairseq-train" else ["stderr"]), (own.stdout, own.stderr)
+    assert ("logged" in served.stdout, "logged" in served.stderr) == ("logged" in own.stdout, "logged" in own.stderr)
