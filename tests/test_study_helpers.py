@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from conftest import ROOT, log_records, one_line_error, run
-import train_stats  # noqa: E402  (scripts/lib, on the path through conftest)
-import valid_curves  # noqa: E402
+import train_stats  # scripts/lib, on the path through conftest
+import valid_curves
 
 # Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
 INNER = ('2026-12-02 04:11:{s:02d} | INFO | train_inner | {{"epoch": 1, "update": 0.004, "loss": "13.977", '
