@@ -160,8 +160,8 @@ def test_bad_input(mt_checkpoint, int4_checkpoint, tmp_path):
 
 def test_compression_sweep_writes_csv_and_plot(mt_checkpoint, tmp_path):
     csv_path = tmp_path / "sweep.csv"
-    run(["bash", "scripts/compression_sweep.sh", mt_checkpoint.parent, "--out", tmp_path / "out", "--sparsities",
-         "0.5", "--bits", "4", "--finetune-updates", "4", "--csv", csv_path])
+    run(["python", "scripts/compression_sweep.py", mt_checkpoint.parent, "--out", tmp_path / "out",
+         "--sparsities", "0.5", "--bits", "4", "--finetune-updates", "4", "--csv", csv_path])
     import csv
 
     rows = {row["method"]: row for row in csv.DictReader(open(csv_path))}
@@ -172,6 +172,20 @@ def test_compression_sweep_writes_csv_and_plot(mt_checkpoint, tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     gradual = load_state(tmp_path / "out" / mt_checkpoint.parent.name / "gradual_s0.5.pt")["model"]
     assert gradual["encoder.layers.0.fc1.weight"]["format"] == "sparse"
+
+
+def test_compression_sweep_refuses_bad_input_before_any_work(mt_checkpoint, tmp_path):
+    sweep = ["python", "scripts/compression_sweep.py", "--out", tmp_path / "out"]
+    for args, fragments in [
+        ([tmp_path], ["CKPT_DIR", "holds no checkpoint_best.pt"]),
+        ([mt_checkpoint.parent, "--sparsities", "1.5"], ["--sparsities", "(0, 1)"]),
+        ([mt_checkpoint.parent, "--methods", "distill"], ["--methods", "invalid choice"]),
+        ([mt_checkpoint.parent, "--bits", "9"], ["--bits", "invalid choice"]),
+        ([mt_checkpoint.parent, "--finetune-updates", "0"], ["--finetune-updates", "positive integer"]),
+        ([mt_checkpoint.parent, "--data", tmp_path / "nowhere"], ["pass --data", "is not a directory"]),
+    ]:
+        one_line_error(run(sweep + args, check=False), *fragments)
+    assert not (tmp_path / "out").exists()
 
 
 def test_compression_plot_compares_models_at_equal_memory(tmp_path):
