@@ -36,7 +36,7 @@ def test_mt_sweep_trains_each_arch_for_the_budget_and_plots(mt_data, tmp_path):
         assert (out / png).stat().st_size > 10_000
     assert [row["run"] for row in csv.DictReader((out / "summary.csv").open())] == archs  # by size
     info = run(["fairseq-compress", "info", "--path", out / archs[0] / "checkpoint_best.pt"]).stdout.split()
-    assert info[:2] == ["translation", archs[0]]  # what compression_sweep.sh reads from a sweep's checkpoint
+    assert info[:2] == ["translation", archs[0]]  # what compression_sweep.py reads (trained_as) from a sweep's checkpoint
     info = json.loads(run(["fairseq-compress", "info", "--json", "--path", out / archs[0] / "checkpoint_best.pt"]).stdout)
     assert info == {"task": "translation", "arch": archs[0], "data": str(mt_data)}
     assert "already holds this finished run" in run(sweep).stderr  # reruns reuse finished runs
