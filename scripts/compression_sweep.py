@@ -112,7 +112,8 @@ def sweep(model: Model, args: argparse.Namespace) -> None:
     work = model.work
     work.mkdir(parents=True, exist_ok=True)
     original = work / "original.pt"
-    if not original.exists():
+    if not original.exists():  # absent, or a link left dangling by a moved checkpoint: (re)link it
+        original.unlink(missing_ok=True)
         original.symlink_to(model.checkpoint.resolve())
     describe(model, original, "original", 0, 32)
     ckpt = model.checkpoint
