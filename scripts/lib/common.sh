@@ -49,8 +49,17 @@ parse_args() {
 RUNNING_JOBS=()
 start_job() {
   if ((${#RUNNING_JOBS[@]} >= ${JOBS:-2})); then
-    local ended pid still=()
-    wait -n -p ended "${RUNNING_JOBS[@]}" || die "a background job failed (see the log above)"
+    # Polled, not `wait -n PID...`: bash 5.2 skips a listed job it has already reaped and dropped
+    # from its job table ("no such job") and blocks on the others, a deadlock when they wait for
+    # the job about to start. `wait PID` still finds a reaped job's status (bash keeps it).
+    local ended='' pid still=()
+    while [[ -z $ended ]]; do
+      for pid in "${RUNNING_JOBS[@]}"; do
+        if ! kill -0 "$pid" 2> /dev/null; then ended=$pid; break; fi
+      done
+      [[ -n $ended ]] || sleep 0.1
+    done
+    wait "$ended" || die "a background job failed (see the log above)"
     for pid in "${RUNNING_JOBS[@]}"; do [[ $pid == "$ended" ]] || still+=("$pid"); done
     RUNNING_JOBS=("${still[@]}")
   fi
