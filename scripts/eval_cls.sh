@@ -4,13 +4,15 @@
 # prepare_glue.sh. Prints {"accuracy": test (or dev when there is no test),
 # "dev_accuracy": dev} and keeps the log next to the checkpoint (CKPT.validate.log).
 # --speed times the forward passes (scripts/lib/timed_validate.py: the same fairseq-validate)
-# and adds "sentences_per_s" over both splits. Arguments after -- go to fairseq-validate.
+# and adds "sentences_per_s" over both splits; --speed-sentences N times (and scores) only a sample
+# of each split, its first N sentences in whole batches (fairseq's --max-valid-steps; the batches
+# come in a seeded random order). Arguments after -- go to fairseq-validate.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 CKPT DATA [--max-positions 128] [--speed] [-- fairseq-validate args]"
-MAX_POSITIONS=128 SPEED=0
-parse_args "$usage" "--max-positions=MAX_POSITIONS --speed=SPEED? --" "$@"
+usage="usage: $0 CKPT DATA [--max-positions 128] [--speed] [--speed-sentences N] [-- fairseq-validate args]"
+MAX_POSITIONS=128 SPEED=0 SPEED_SENTENCES='' BATCH_SIZE=64
+parse_args "$usage" "--max-positions=MAX_POSITIONS --speed=SPEED? --speed-sentences=SPEED_SENTENCES --" "$@"
 ((${#POSITIONAL[@]} == 2)) || die "$usage"
 CKPT=${POSITIONAL[0]} DATA=${POSITIONAL[1]}
 [[ -f $CKPT ]] || die "checkpoint '$CKPT' does not exist"
@@ -20,11 +22,15 @@ n_classes=$(wc -l < "$DATA/label/dict.txt")
 subsets=valid
 [[ -f $DATA/input0/test.bin ]] && subsets=valid,test
 LOG=${CKPT%.pt}.validate.log
-validate=(fairseq-validate)
+validate=(fairseq-validate) sample=()
+if [[ -n $SPEED_SENTENCES ]]; then
+  [[ $SPEED_SENTENCES =~ ^[1-9][0-9]*$ ]] || die "--speed-sentences must be a positive integer, got '$SPEED_SENTENCES'"
+  SPEED=1 sample=(--max-valid-steps $(((SPEED_SENTENCES + BATCH_SIZE - 1) / BATCH_SIZE)))
+fi
 if ((SPEED)); then validate=("$PY" "$ROOT/scripts/lib/timed_validate.py"); fi
 "${validate[@]}" "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
   --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
   --max-positions "$MAX_POSITIONS" --shorten-method truncate \
-  --valid-subset "$subsets" --batch-size 64 --num-workers 0 --log-format json "${EXTRA[@]}" > "$LOG" 2>&1 \
+  --valid-subset "$subsets" --batch-size "$BATCH_SIZE" "${sample[@]}" --num-workers 0 --log-format json "${EXTRA[@]}" > "$LOG" 2>&1 \
   || { tail -n 5 "$LOG" >&2; die "fairseq-validate failed (log: $LOG)"; }
 "$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$LOG"

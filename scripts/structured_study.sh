@@ -15,7 +15,7 @@
 #     combined; gradual schedule), shrunk (fairseq-compress shrink); plus unstructured weight
 #     pruning and iPQ for the plot, and the reference: the same fine-tune without a mask. The metric of each, fp32 and int8 (mt: BLEU on the first
 #     --bleu-sentences test pairs; cls: test accuracy); sentences/s (mt: fairseq-generate on the
-#     first --speed-sentences; cls: dev and test), one thread and two, alternating every
+#     first --speed-sentences; cls: a sample of --speed-sentences of dev and of test), one thread and two, alternating every
 #     contender in one pass (nothing else running).
 #  3. DropHead makes heads removable: every model of 1 shrunk to 75 / 50 / 25 % of its heads,
 #     without fine-tuning and with --head-finetune-updates of it; the metric on the same data.
@@ -28,7 +28,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$ROOT/scripts/lib/drophead.sh"
 
-usage="usage: $0 [--task mt|cls] [DATA (mt) | RAW (cls)] [OUT] [--arch transformer_l3_h256 | roberta_l3_h256] [--small-arch transformer_l2_h128 | roberta_l2_h128] [--max-update 700 | 400] [--seeds '1 2'] [--finetune-updates 150] [--head-finetune-updates 100] [--repeats 1] [--results docs/results] [mt: --speed-sentences 300] [--bleu-sentences 600] [cls: --pretrain-minutes 15] [--pretrained CKPT] [--small-pretrained CKPT]"
+usage="usage: $0 [--task mt|cls] [DATA (mt) | RAW (cls)] [OUT] [--arch transformer_l3_h256 | roberta_l3_h256] [--small-arch transformer_l2_h128 | roberta_l2_h128] [--max-update 700 | 400] [--seeds '1 2'] [--finetune-updates 150] [--head-finetune-updates 100] [--repeats 1] [--results docs/results] [--speed-sentences 300 (mt) | 1024 (cls)] [mt: --bleu-sentences 600] [cls: --pretrain-minutes 15] [--pretrained CKPT] [--small-pretrained CKPT]"
 # Empty ones take the task's defaults (lib/structured_TASK.sh).
 TASK=mt ARCH='' SMALL_ARCH='' MAX_UPDATE='' SEEDS="1 2" FINETUNE='' HEAD_FINETUNE=100 REPEATS=1 RESULTS=$ROOT/docs/results
 SPEED_SENTENCES='' BLEU_SENTENCES='' PRETRAIN_MINUTES='' PRETRAINED='' SMALL_PRETRAINED=''
@@ -105,7 +105,7 @@ for precision in fp32 int8; do  # a checkpoint's two runs write the same log: no
 done
 # Speed, alone and alternating: one pass over every contender per repeat, one thread then two.
 [[ -f $OUT/speed.json ]] || "$PY" "$ROOT/scripts/benchmarks/structured_race.py" --task "$TASK" --data "$SPEED_DATA" \
-  --repeats "$REPEATS" --out "$OUT/speed.json" "${CONTENDERS[@]}"
+  --repeats "$REPEATS" "${RACE_ARGS[@]}" --out "$OUT/speed.json" "${CONTENDERS[@]}"
 
 # --- 3. heads removed from every model, with and without a short fine-tune -----------------
 remove_heads() {  # RUN_DIR: its checkpoint_best.pt shrunk to 75 / 50 / 25 % of the heads, fine-tuned or not, scored

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import USER_DIR, log_records, run, script
+from conftest import USER_DIR, log_records, one_line_error, run, script
 
 TOKENS_PER_SAMPLE = 512  # the longest cls sentence in 1k-piece units fits
 COMMON = ["--user-dir", USER_DIR, "--cpu", "--seed", "1", "--optimizer", "adam", "--lr", "0.0005",
@@ -58,3 +58,8 @@ def test_eval_cls_speed_times_the_same_validation(finetuned):
     assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 400
     int8 = json.loads(run(eval_cls + ["--speed", "--", "--model-overrides", "{'int8_inference': True}"]).stdout)
     assert abs(int8["accuracy"] - plain["accuracy"]) <= 10 and int8["sentences_per_s"] > 0
+    # a sample: 100 sentences of each 200-sentence split are 2 batches of 64 (fairseq's --max-valid-steps 2)
+    assert json.loads(run(eval_cls + ["--speed-sentences", "100"]).stdout)["sentences_per_s"] > 0
+    assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 256
+    one_line_error(run(eval_cls + ["--speed-sentences", "0"], check=False),
+                   "--speed-sentences must be a positive integer, got '0'")

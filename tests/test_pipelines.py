@@ -216,7 +216,7 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                        check=False), "--seeds: give at least one seed")
     for flags, fragment in ((["--task", "lm"], "--task must be mt or cls, got 'lm'"),
                             (["--pretrained", tmp_path / "none.pt"], "--pretrained and --small-pretrained are for --task cls"),
-                            (["--task", "cls", "--speed-sentences", "5"], "--bleu-sentences are for --task mt"),
+                            (["--task", "cls", "--bleu-sentences", "5"], "--bleu-sentences is for --task mt"),
                             (["--task", "cls", "--pretrained", tmp_path / "none.pt"], "--pretrained: no such checkpoint")):
         one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin/raw", tmp_path / "study", *flags], check=False),
                        fragment)

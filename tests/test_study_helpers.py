@@ -162,4 +162,7 @@ def test_structured_race_refuses_a_malformed_or_missing_contender(mt_checkpoint,
                                 (f"dense={tmp_path / 'none.pt'}:fp32", "contender dense: no checkpoint")):
         result = run(race + [contender], check=False)
         assert result.returncode != 0 and fragment in result.stderr, result.stderr
+    for flags in (["--speed-sentences", "100"], ["--task", "cls", "--speed-sentences", "0"]):
+        result = run(race + flags + [f"dense={mt_checkpoint}:fp32"], check=False)
+        assert result.returncode != 0 and "--speed-sentences must be >= 1 and is for --task cls" in result.stderr
     assert not (tmp_path / "s.json").exists()

@@ -2,12 +2,13 @@
 run: each repeat runs every contender in turn on DATA's test split, one thread then two, so
 machine noise hits all alike. --task mt translates (generation_speed.translate: eval_bleu.sh,
 the stock fairseq-generate, beam 5, its own timer); --task cls classifies (eval_cls.sh --speed:
-the stock fairseq-validate with its forward passes timed, dev and test splits). A contender is
+the stock fairseq-validate with its forward passes timed, dev and test splits, or with
+--speed-sentences N a random sample of N of each). A contender is
 NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8 (fairseq's --model-overrides
 "{'int8_inference': True}"). Writes {NAME: {"sent_s_1": median, "sent_s_2": median}} as JSON
 to --out, and prints it.
 
-    .venv/bin/python scripts/benchmarks/structured_race.py [--task mt] --data DIR --out speed.json [--repeats 1] NAME=CKPT:fp32 ...
+    .venv/bin/python scripts/benchmarks/structured_race.py [--task mt] --data DIR --out speed.json [--repeats 1] [cls: --speed-sentences N] NAME=CKPT:fp32 ...
 """
 import argparse
 import json
@@ -16,16 +17,20 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from generation_speed import INT8, ROOT, translate
 
 THREADS = (1, 2)
 
 
-def classify(ckpt: Path, data: Path, extra: Sequence[str], threads: int) -> Tuple[float, float]:
-    """(test accuracy, sentences/s) of one eval_cls.sh --speed run on `threads` threads."""
-    result = subprocess.run(["bash", str(ROOT / "scripts/eval_cls.sh"), str(ckpt), str(data), "--speed", "--", *extra],
+def classify(ckpt: Path, data: Path, extra: Sequence[str], threads: int,
+             sentences: Optional[int] = None) -> Tuple[float, float]:
+    """(test accuracy, sentences/s) of one eval_cls.sh --speed run on `threads` threads, over
+    `sentences` of each split when given."""
+    sample = ["--speed-sentences", str(sentences)] if sentences else []
+    result = subprocess.run(["bash", str(ROOT / "scripts/eval_cls.sh"), str(ckpt), str(data), "--speed", *sample, "--", *extra],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if result.returncode:
         sys.exit(f"error: eval_cls.sh failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -52,12 +57,18 @@ def main():
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--speed-sentences", type=int, help="cls: time a sample of N sentences of each split")
     parser.add_argument("contenders", nargs="+", metavar="NAME=CKPT:PRECISION")
     args = parser.parse_args()
     if args.repeats < 1:
         sys.exit(f"error: --repeats must be >= 1, got {args.repeats}")
+    if args.speed_sentences is not None and (args.task != "cls" or args.speed_sentences < 1):
+        sys.exit(f"error: --speed-sentences must be >= 1 and is for --task cls (a mt --data is its own sample), "
+                 f"got {args.speed_sentences} with --task {args.task}")
     contenders = [parse_contender(c) for c in args.contenders]
     runner = RUNNERS[args.task]
+    if args.speed_sentences:
+        runner = partial(runner, sentences=args.speed_sentences)
     speeds: Dict[str, Dict[int, List[float]]] = {name: {t: [] for t in THREADS} for name, _, _ in contenders}
     for _ in range(args.repeats):
         for name, ckpt, extra in contenders:

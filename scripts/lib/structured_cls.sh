@@ -3,15 +3,17 @@
 # masked LMs for --pretrain-minutes each, at once (one per core, so the same training time;
 # or --pretrained / --small-pretrained), and its cls task fine-tunes them with the RoBERTa GLUE
 # recipe (scripts/finetune_cls.sh). The metric is test accuracy (eval_cls.sh: the stock
-# fairseq-validate), the speed the classifier's sentences/s over the dev and test splits
-# (eval_cls.sh --speed). Source it from structured_study.sh.
+# fairseq-validate), the speed the classifier's sentences/s over a random sample of
+# --speed-sentences of the dev and of the test split (eval_cls.sh --speed-sentences: the whole
+# splits, 11k sentences each, took the race of 28 contenders two hours). Source it from
+# structured_study.sh.
 # shellcheck shell=bash
 
 METRIC=accuracy STUDY=structured_study_cls IPQ_CONFIG=roberta
 : "${ARCH:=roberta_l3_h256}" "${SMALL_ARCH:=roberta_l2_h128}" "${MAX_UPDATE:=400}" "${FINETUNE:=150}"
-: "${PRETRAIN_MINUTES:=15}"
-[[ -z $SPEED_SENTENCES$BLEU_SENTENCES ]] \
-  || die "--speed-sentences and --bleu-sentences are for --task mt (cls scores and times its whole dev and test splits)"
+: "${PRETRAIN_MINUTES:=15}" "${SPEED_SENTENCES:=1024}"
+[[ -z $BLEU_SENTENCES ]] || die "--bleu-sentences is for --task mt (cls scores its whole dev and test splits)"
+RACE_ARGS=(--speed-sentences "$SPEED_SENTENCES")
 [[ $PRETRAIN_MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--pretrain-minutes must be a positive number, got '$PRETRAIN_MINUTES'"
 [[ -z $PRETRAINED || -f $PRETRAINED ]] || die "--pretrained: no such checkpoint: $PRETRAINED"
 [[ -z $SMALL_PRETRAINED || -f $SMALL_PRETRAINED ]] || die "--small-pretrained: no such checkpoint: $SMALL_PRETRAINED"

@@ -9,8 +9,10 @@ METRIC=bleu STUDY=structured_study IPQ_CONFIG=transformer
 : "${SPEED_SENTENCES:=300}" "${BLEU_SENTENCES:=600}"
 [[ -z $PRETRAIN_MINUTES$PRETRAINED$SMALL_PRETRAINED ]] \
   || die "--pretrain-minutes, --pretrained and --small-pretrained are for --task cls (translation trains from scratch)"
+RACE_ARGS=()  # SPEED_DATA is the sample
 RECIPE=(--max-tokens 1024 --warmup 100 --lr 0.002)
-FINETUNE_RECIPE=(--max-tokens 1024 --lr 0.0005 --warmup 1)
+FINETUNE_RACE_ARGS=()  # SPEED_DATA is the sample
+RECIPE=(--max-tokens 1024 --lr 0.0005 --warmup 1)
 
 setup_task() {  # DATA, and the test subsets for scoring (SCORE_DATA) and timing (SPEED_DATA)
   DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr}
