@@ -56,11 +56,14 @@ train_small() {  # SMALL_PRETRAINED (pretrained as long as ARCH) fine-tuned for 
 }
 
 finetune_with_mask() {  # DIR PRUNING_FLAGS...: BASE fine-tuned for FINETUNE updates with the pruning task
-  finetune "$ARCH" "$BASE" "$1" "$FINETUNE" 1 --task sentence_prediction_pruning "${@:2}"
+  finetune_from "$BASE" "$1" "$FINETUNE" --task sentence_prediction_pruning "${@:2}"
 }
 
-finetune_from() {  # CKPT DIR UPDATES: CKPT fine-tuned for UPDATES updates, no mask
-  finetune "$ARCH" "$1" "$2" "$3" 1
+# The short fine-tunes of stages 2 and 3 validate and save at their end only: the study scores
+# their last checkpoint (or its shrunk copy), so finetune_cls.sh's quarterly dev passes
+# (11k sentences each) would only cost time.
+finetune_from() {  # CKPT DIR UPDATES [fairseq-train args]: CKPT fine-tuned for UPDATES updates, no mask unless the args add one
+  finetune "$ARCH" "$1" "$2" "$3" 1 --validate-interval-updates "$3" --save-interval-updates "$3" "${@:4}"
 }
 
 score() {  # CKPT [fairseq-validate args]: {"accuracy": test, "dev_accuracy": dev}
