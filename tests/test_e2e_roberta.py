@@ -58,6 +58,8 @@ def test_eval_cls_speed_times_the_same_validation(finetuned):
     assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 400
     int8 = json.loads(run(eval_cls + ["--speed", "--", "--model-overrides", "{'int8_inference': True}"]).stdout)
     assert abs(int8["accuracy"] - plain["accuracy"]) <= 10 and int8["sentences_per_s"] > 0
+    # fairseq-validate never prepares the model for inference: the plugin quantizes it at its first forward
+    assert "Linear layers run with torch's dynamic int8 kernels" in checkpoint.with_suffix(".validate.log").read_text()
     # a sample: 100 sentences of each 200-sentence split are 2 batches of 64 (fairseq's --max-valid-steps 2)
     assert json.loads(run(eval_cls + ["--speed-sentences", "100"]).stdout)["sentences_per_s"] > 0
     assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 256

@@ -1,6 +1,7 @@
 """int8 inference: Linear layers swapped for torch's dynamic int8 kernels when
-fairseq prepares a model for inference, outputs close to fp32, and the stock
-fairseq-generate with --model-overrides."""
+fairseq prepares a model for inference (or at its first forward, where no tool does),
+outputs close to fp32, and the stock fairseq-generate with --model-overrides."""
+import pytest
 import torch
 from conftest import USER_DIR, run
 from fairseq import checkpoint_utils
@@ -9,6 +10,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 import fairseq_compress  # noqa: F401
+from fairseq_compress.errors import ConfigError
 
 
 def test_prepare_for_inference_swaps_linears_and_stays_close(mt_checkpoint):
@@ -27,6 +29,21 @@ def test_prepare_for_inference_swaps_linears_and_stays_close(mt_checkpoint):
         got = torch.log_softmax(int8(tokens, lengths, prev)[0], -1)
     assert (got - expected).abs().max() < 0.1
     assert not torch.equal(got, expected)  # int8 kernels really ran
+
+
+def test_first_forward_quantizes_where_no_tool_prepares_the_model(mt_checkpoint):
+    """fairseq-validate never calls prepare_for_inference_: the override must still take effect, once."""
+    [fp32], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)])
+    [int8], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)], arg_overrides={"int8_inference": True})
+    fp32.eval(), int8.eval()
+    tokens, lengths, prev = torch.tensor([[5, 6, 7, 2]]), torch.tensor([4]), torch.tensor([[2, 5, 6, 7]])
+    with torch.no_grad():
+        expected, got = fp32(tokens, lengths, prev)[0], int8(tokens, lengths, prev)[0]
+        assert not any(type(m) is nn.Linear for m in int8.modules()) and not torch.equal(got, expected)
+        assert torch.equal(int8(tokens, lengths, prev)[0], got)  # quantized once: the second forward is the same
+    [training], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)], arg_overrides={"int8_inference": True})
+    with pytest.raises(ConfigError, match="--int8-inference is an inference option"):
+        training.train()(tokens, lengths, prev)
 
 
 def test_stock_generate_with_model_overrides(mt_checkpoint, mt_data):

@@ -2,7 +2,7 @@
 swaps every ``nn.Linear`` of a plugin model for torch's dynamic int8 Linear
 (``torch.ao.quantization.quantize_dynamic``: weights quantized once per
 channel, activations per batch, fbgemm/onednn kernels) when fairseq prepares
-the model for inference."""
+the model for inference, or at its first forward where no tool does (fairseq-validate)."""
 import logging
 
 import torch
@@ -29,26 +29,43 @@ def quantize_linear_int8(model):
     logger.info(f"int8 inference: {count} Linear layers run with torch's dynamic int8 kernels")
 
 
+def _quantize_at_first_forward(model, _inputs):
+    if model.training:
+        raise ConfigError("--int8-inference is an inference option (--model-overrides \"{'int8_inference': True}\" "
+                          "at fairseq-generate / fairseq-validate), not for training")
+    model.quantize_for_inference()
+
+
 class Int8InferenceMixin:
-    """Model mixin: the ``int8_inference`` model option, applied in ``prepare_for_inference_``."""
+    """Model mixin: the ``int8_inference`` model option, applied in ``prepare_for_inference_``
+    (fairseq-generate, fairseq-interactive, the generator hub) or, for the tools that never call
+    it (fairseq-validate, the RoBERTa hub), at the model's first forward."""
 
     @classmethod
     def add_args(cls, parser):
         super().add_args(parser)
         parser.add_argument("--int8-inference", action="store_true",
-                            help="at inference (fairseq-generate), run the Linear layers with dynamic int8 "
-                                 "kernels on CPU; usually set with --model-overrides")
+                            help="at inference (fairseq-generate, fairseq-validate), run the Linear layers with "
+                                 "dynamic int8 kernels on CPU; usually set with --model-overrides")
 
     @classmethod
     def build_model(cls, args, task):
         model = super().build_model(args, task)
         model.int8_inference = bool(safe_getattr(args, OVERRIDE, False))
+        model._int8_pending = model.register_forward_pre_hook(_quantize_at_first_forward) if model.int8_inference else None
         return model
 
     def prepare_for_inference_(self, cfg):
         super().prepare_for_inference_(cfg)
         if self.int8_inference:
+            self.quantize_for_inference()
+
+    def quantize_for_inference(self):
+        """Swap the Linear layers for int8 ones, once (the model's device checked then, not at load)."""
+        if self._int8_pending is not None:
             quantize_linear_int8(self)
+            self._int8_pending.remove()
+            self._int8_pending = None
 
 
 def accept_override(state, arg_overrides):
