@@ -1,10 +1,9 @@
 """The model of any checkpoint this plugin reads, as a plain fp32 eval-mode module: stock or plugin
 archs, pruning-task checkpoints (masks folded; layers gated off refused: shrink removes them), compressed files (decoded by fairseq_hooks' loader)
 and shrunk ones. The offline tools (iPQ, export) start from it."""
-from torch.nn.utils import parametrize
-
 from .errors import ConfigError
 from .modules.layer_gates import drop_gates
+from .modules.weight_parametrizations import without_parametrizations
 
 
 def load_model(path, data=None):
@@ -20,12 +19,3 @@ def load_model(path, data=None):
     drop_gates(models[0].state_dict(), str(path))  # a gated-off layer is still in the model: refused
     return without_parametrizations(models[0]).float().eval(), task, cfg
 
-
-def without_parametrizations(model):
-    """A pruning task's model holds its weights as parametrizations (original x mask,
-    fake quantization with --qat-bits): make each the plain weight it computes."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    return model

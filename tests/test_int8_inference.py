@@ -7,10 +7,12 @@ from conftest import USER_DIR, run
 from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.errors import ConfigError
+from fairseq_compress.modules.weight_parametrizations import PruningMask
 
 
 def test_prepare_for_inference_swaps_linears_and_stays_close(mt_checkpoint):
@@ -44,6 +46,19 @@ def test_first_forward_quantizes_where_no_tool_prepares_the_model(mt_checkpoint)
     [training], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)], arg_overrides={"int8_inference": True})
     with pytest.raises(ConfigError, match="--int8-inference is an inference option"):
         training.train()(tokens, lengths, prev)
+
+
+def test_a_pruning_task_model_runs_int8_with_its_masks_applied(mt_checkpoint):
+    """A pruning task's model (built by the saved task in fairseq-validate) holds parametrized weights."""
+    [int8], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)], arg_overrides={"int8_inference": True})
+    fc1 = int8.encoder.layers[0].fc1
+    parametrize.register_parametrization(fc1, "weight", PruningMask(fc1.weight))
+    fc1.parametrizations.weight[0].mask[:3] = False
+    pruned = fc1.weight.detach().clone()
+    int8.eval().quantize_for_inference()
+    quantized = int8.encoder.layers[0].fc1
+    assert isinstance(quantized, DynamicInt8Linear) and not (quantized.weight().dequantize()[:3]).any()
+    assert (quantized.weight().dequantize() - pruned).abs().max() < 0.05
 
 
 def test_stock_generate_with_model_overrides(mt_checkpoint, mt_data):

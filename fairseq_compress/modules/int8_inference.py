@@ -11,6 +11,7 @@ from fairseq.utils import safe_getattr
 from torch import nn
 
 from ..errors import ConfigError
+from .weight_parametrizations import without_parametrizations
 
 OVERRIDE = "int8_inference"
 logger = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ def quantize_linear_int8(model):
             # fairseq's fused attention path reads q_proj.weight & co. as tensors;
             # its standard path calls the projections, which may then be int8 modules.
             module.skip_embed_dim_check = True
+    # A pruning task's checkpoint (the saved task builds the model, e.g. in fairseq-validate) holds
+    # its weights as parametrizations, which quantize_dynamic cannot swap: int8 takes what they compute.
+    without_parametrizations(model)
     count = sum(isinstance(m, nn.Linear) for m in model.modules())
     torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
     logger.info(f"int8 inference: {count} Linear layers run with torch's dynamic int8 kernels")

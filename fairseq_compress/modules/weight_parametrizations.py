@@ -98,3 +98,13 @@ def parametrized_weight_names(model: nn.Module) -> set:
     """The NAME.parametrizations.weight.original entries of `model`'s own state dict."""
     return {f"{name}{PARAMETRIZED_WEIGHT}" if name else PARAMETRIZED_WEIGHT[1:]
             for name, module in model.named_modules() if parametrize.is_parametrized(module, "weight")}
+
+
+def without_parametrizations(model: nn.Module) -> nn.Module:
+    """A pruning task's model holds its weights as parametrizations (original x mask,
+    fake quantization with --qat-bits): make each the plain weight it computes."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
