@@ -82,15 +82,19 @@ def speed_rows(out: Path, contenders: List[str], metric: str) -> List[dict]:
 
 
 def plot_speed(rows: List[dict], png: Path, arch: str, task: Task) -> None:
+    # One colour per method (the ten families fit matplotlib's ten-colour cycle), one marker per precision.
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for method in dict.fromkeys(row["method"] for row in rows):
-        for precision, marker in (("fp32", "o"), ("int8", "s")):
-            points = [r for r in rows if r["method"] == method and r["precision"] == precision]
-            if points:
-                ax.scatter([r["sent_s_1"] for r in points], [r[task.metric] for r in points], marker=marker,
-                           label=f"{method} ({precision})")
-                for r in points:
-                    ax.annotate(r["contender"].replace("_int8", ""), (r["sent_s_1"], r[task.metric]), fontsize=6)
+    markers = {"fp32": "o", "int8": "s"}
+    for index, method in enumerate(dict.fromkeys(row["method"] for row in rows)):
+        points = [r for r in rows if r["method"] == method]
+        for precision, marker in markers.items():
+            mine = [r for r in points if r["precision"] == precision]
+            ax.scatter([r["sent_s_1"] for r in mine], [r[task.metric] for r in mine], marker=marker, color=f"C{index}",
+                       label=method if precision == points[0]["precision"] else None)
+        for r in points:
+            ax.annotate(r["contender"].replace("_int8", ""), (r["sent_s_1"], r[task.metric]), fontsize=6)
+    for precision, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="black", label=precision)
     ax.set_xlabel(task.speed)
     ax.set_ylabel(f"test {task.label}")
     ax.set_title(f"{arch}: compression methods, {task.label} against speed")
