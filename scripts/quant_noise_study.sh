@@ -7,7 +7,8 @@
 # each. The paper's claim: noise during training makes the iPQ drop smaller; what it costs is
 # the fp32 BLEU of the noised model against the one trained without noise.
 # Writes OUT/<config>/seed<N>/ (checkpoints, ipq.pt, ipq_distill.pt, int8.pt, results.json) and
-# docs/results/quant_noise.csv. Finished steps are reused, so it resumes.
+# docs/results/quant_noise.csv and .png (BLEU of each model per config, mean and std over seeds).
+# Finished steps are reused, so it resumes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -59,3 +60,4 @@ groups=()
 for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
 "$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric-file results.json \
   --metric bleu_fp32 bleu_ipq ipq_drop bleu_ipq_distill ipq_distill_drop bleu_int8 mb_fp32 mb_ipq mb_int8 --csv "$ROOT/docs/results/quant_noise.csv"
+"$PY" "$ROOT/scripts/lib/quant_noise_plot.py" "$ROOT/docs/results/quant_noise.csv" "$ROOT/docs/results/quant_noise.png"

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from conftest import ROOT, log_records, one_line_error, run
-import train_stats  # scripts/lib, on the path through conftest
+import quant_noise_plot  # scripts/lib, on the path through conftest
+import train_stats
 import valid_curves
 
 # Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
@@ -166,3 +167,18 @@ def test_structured_race_refuses_a_malformed_or_missing_contender(mt_checkpoint,
         result = run(race + flags + [f"dense={mt_checkpoint}:fp32"], check=False)
         assert result.returncode != 0 and "--speed-sentences must be >= 1 and is for --task cls" in result.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_quant_noise_plot_groups_seeds_by_config_and_refuses_an_empty_csv(tmp_path):
+    header = "config,seed,bleu_fp32,bleu_ipq,ipq_drop,bleu_ipq_distill,ipq_distill_drop,bleu_int8,mb_fp32,mb_ipq,mb_int8"
+    (tmp_path / "qn.csv").write_text("\n".join([header, "none,1,20,15,5,16,4,19.9,30,1.5,7.8",
+                                                "none,2,21,16,5,17,4,20.9,30,1.5,7.8",
+                                                "pq0.1,1,18,16,2,16.5,1.5,17.9,30,1.5,7.8"]) + "\n")
+    by_config = quant_noise_plot.read_by_config(tmp_path / "qn.csv")
+    assert list(by_config) == ["none", "pq0.1"]
+    assert [row["bleu_ipq_distill"] for row in by_config["none"]] == [16.0, 17.0]
+    run(["python", ROOT / "scripts/lib/quant_noise_plot.py", tmp_path / "qn.csv", tmp_path / "qn.png"])
+    assert (tmp_path / "qn.png").stat().st_size > 10_000
+    (tmp_path / "empty.csv").write_text(header + "\n")
+    failed = run(["python", ROOT / "scripts/lib/quant_noise_plot.py", tmp_path / "empty.csv", tmp_path / "e.png"], check=False)
+    one_line_error(failed, "empty.csv has no rows")
