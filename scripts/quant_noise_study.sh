@@ -7,17 +7,19 @@
 # each. The paper's claim: noise during training makes the iPQ drop smaller; what it costs is
 # the fp32 BLEU of the noised model against the one trained without noise.
 # Writes OUT/<config>/seed<N>/ (checkpoints, ipq.pt, ipq_distill.pt, int8.pt, results.json) and
-# docs/results/quant_noise.csv and .png (BLEU of each model per config, mean and std over seeds).
-# Finished steps are reused, so it resumes.
+# docs/results/quant_noise.csv and .png (BLEU of each model per config, mean and std over seeds;
+# --csv names another CSV, and the plot goes beside it, so a study at another --max-update keeps
+# the first one's results). Finished steps are reused, so it resumes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 1600] [--seeds '1 2'] [--configs 'none pq0.1 pq0.2 scalar0.5'] [--finetune-updates 100]"
-ARCH=transformer_l3_h256 MAX_UPDATE=1600 SEEDS="1 2" CONFIGS="none pq0.1 pq0.2 scalar0.5" FINETUNE=100
-parse_args "$usage" "--arch=ARCH --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS --finetune-updates=FINETUNE" "$@"
+usage="usage: $0 [DATA] [OUT] [--arch transformer_l3_h256] [--max-update 1600] [--seeds '1 2'] [--configs 'none pq0.1 pq0.2 scalar0.5'] [--finetune-updates 100] [--csv docs/results/quant_noise.csv]"
+ARCH=transformer_l3_h256 MAX_UPDATE=1600 SEEDS="1 2" CONFIGS="none pq0.1 pq0.2 scalar0.5" FINETUNE=100 CSV=$ROOT/docs/results/quant_noise.csv
+parse_args "$usage" "--arch=ARCH --max-update=MAX_UPDATE --seeds=SEEDS --configs=CONFIGS --finetune-updates=FINETUNE --csv=CSV" "$@"
 DATA=${POSITIONAL[0]:-$ROOT/data-bin/en_fr} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/quant_noise}
 require_dir "$DATA" "DATA (prepare it with scripts/prepare_mt.sh)"
 [[ $FINETUNE =~ ^[1-9][0-9]*$ ]] || die "--finetune-updates must be a positive integer (--distill fine-tunes), got '$FINETUNE'"
+[[ $CSV == *.csv && -d $(dirname "$CSV") ]] || die "--csv must name a .csv file in an existing directory, got '$CSV'"
 
 QN="--criterion quant_noise --qn-criterion label_smoothed_cross_entropy --qn-block-size 8"
 declare -A NOISE_FLAGS=(
@@ -59,5 +61,5 @@ echo "Quant-Noise, $ARCH, $MAX_UPDATE updates, EN->FR test BLEU and MB (10^6 byt
 groups=()
 for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
 "$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric-file results.json \
-  --metric bleu_fp32 bleu_ipq ipq_drop bleu_ipq_distill ipq_distill_drop bleu_int8 mb_fp32 mb_ipq mb_int8 --csv "$ROOT/docs/results/quant_noise.csv"
-"$PY" "$ROOT/scripts/lib/quant_noise_plot.py" "$ROOT/docs/results/quant_noise.csv" "$ROOT/docs/results/quant_noise.png"
+  --metric bleu_fp32 bleu_ipq ipq_drop bleu_ipq_distill ipq_distill_drop bleu_int8 mb_fp32 mb_ipq mb_int8 --csv "$CSV"
+"$PY" "$ROOT/scripts/lib/quant_noise_plot.py" "$CSV" "${CSV%.csv}.png"

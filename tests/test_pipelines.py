@@ -210,6 +210,8 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                        check=False), "--finetune-updates must be a positive integer")
     one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--configs", "pq0.3"],
                        check=False), "--configs: unknown config 'pq0.3'")
+    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--csv", tmp_path / "q.txt"],
+                       check=False), "--csv must name a .csv file in an existing directory")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--bleu-sentences", "0"],
                        check=False), "--bleu-sentences and --repeats must be positive integers, got '0'")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--seeds", ""],
