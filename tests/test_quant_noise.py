@@ -6,10 +6,12 @@ import re
 import pytest
 import torch
 from fairseq import options, tasks
+from fairseq.criterions.cross_entropy import CrossEntropyCriterion
+from fairseq.logging import metrics
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.compress.scalar_quantizer import fake_quantize
-from fairseq_compress.criterions.quant_noise import DEFAULT_EXCLUDE
+from fairseq_compress.criterions.quant_noise import DEFAULT_EXCLUDE, QuantNoiseCriterion
 from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, scalar_noise
 
 from conftest import USER_DIR, one_line_error, run, train_mt_command
@@ -216,3 +218,16 @@ def test_noise_survives_activation_checkpointing(mt_data, tmp_path):
     for key, value in runs["plain"].items():
         torch.testing.assert_close(runs["checkpointed"][key], value, atol=1e-6, rtol=0,
                                    msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_noised_fractions_of_several_ranks_are_logged_as_numbers():
+    # With several ranks, fairseq's stats sync hands every logging output back as a float64
+    # tensor; the meters (saved in checkpoints, printed in logs) must hold plain numbers.
+    criterion = type("QuantNoiseCrossEntropyCriterion", (QuantNoiseCriterion,), {"inner_class": CrossEntropyCriterion})
+    synced = {key: torch.tensor(value, dtype=torch.float64) for key, value in
+              {"loss": 6.0, "ntokens": 3, "nsentences": 1, "sample_size": 3,
+               "qn_blocks": 40, "qn_blocks_dropped": 4, "qn_weights": 80, "qn_weights_quantized": 8}.items()}
+    with metrics.aggregate(new_root=True) as agg:
+        criterion.reduce_metrics([synced])
+    for name in ("qn_pq", "qn_scalar"):
+        assert agg[name].avg == 0.1 and not torch.is_tensor(agg[name].sum) and not torch.is_tensor(agg[name].count)

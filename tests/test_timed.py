@@ -1,11 +1,12 @@
 """translation_timed / masked_lm_timed: training-time budget, timed validation, curve.jsonl."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import TRAIN_MT, USER_DIR, one_line_error, run
-from fairseq_compress.tasks.timed import TrainingClock, flops_estimate, read_curve, write_curve
+from fairseq_compress.tasks.timed import TimedMixin, TrainingClock, flops_estimate, read_curve, write_curve
 
 MT_TIMED = ["--task", "translation_timed", "--max-update", "100000", "--log-interval", "5"]
 
@@ -32,6 +33,37 @@ def test_curve_is_cut_at_the_restored_update(tmp_path):
     assert [p["updates"] for p in read_curve(path, 25)] == [10, 20]
     assert read_curve(tmp_path / "missing.jsonl", 25) == []
     assert flops_estimate(1000, 50) == 300_000
+
+
+class StockTask:
+    """The calls TimedMixin makes to the stock task it extends."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        pass
+
+    def begin_valid_epoch(self, epoch, model):
+        pass
+
+
+def test_a_point_from_several_ranks_stats(tmp_path):
+    # With several ranks, fairseq's stats sync (Trainer._fast_stat_sync_sum) hands every
+    # logging output back as a float64 tensor: the curve must still hold plain numbers.
+    task = type("TimedTask", (TimedMixin, StockTask), {})(SimpleNamespace(
+        stop_time_minutes=0.0, validate_interval_seconds=0.0, curve_file=str(tmp_path / "curve.jsonl"),
+        eval_bleu=False))
+    task.root_config = lambda: SimpleNamespace(dataset=SimpleNamespace(validate_interval_updates=0))
+    model = torch.nn.Linear(2, 2)  # 6 parameters
+    task.start(0)
+    for _ in range(2):  # two updates, each summed over the ranks
+        task.reduce_metrics([{"ntokens": torch.tensor(50.0, dtype=torch.float64)}], criterion=None)
+    task.begin_valid_epoch(1, model)
+    task.post_validate(model, {"num_updates": 2, "loss": torch.tensor(3.5, dtype=torch.float64)}, agg=None)
+    [point] = read_points(tmp_path / "curve.jsonl")
+    assert point["tokens"] == 100 and point["flops"] == 6 * 6 * 100 and point["loss"] == 3.5
+    assert type(point["tokens"]) is type(point["flops"]) is int
 
 
 def test_budget_stop_timed_validation_and_curve(mt_data, tmp_path):

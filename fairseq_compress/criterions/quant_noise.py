@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from omegaconf import II
+from fairseq import utils
 from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY, FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
@@ -126,10 +127,13 @@ class QuantNoiseCriterion(FairseqCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs):
         cls.inner_class.reduce_metrics(logging_outputs)
-        for count, total, name in (("qn_blocks_dropped", "qn_blocks", "qn_pq"), ("qn_weights_quantized", "qn_weights", "qn_scalar")):
-            n = sum(log.get(total, 0) for log in logging_outputs)
+        def total(key):  # a number, as fairseq's criteria read them: the meters are saved in checkpoints
+            return utils.item(sum(log.get(key, 0) for log in logging_outputs))
+
+        for count, noised, name in (("qn_blocks_dropped", "qn_blocks", "qn_pq"), ("qn_weights_quantized", "qn_weights", "qn_scalar")):
+            n = total(noised)
             if n:  # the fraction actually noised
-                metrics.log_scalar(name, sum(log.get(count, 0) for log in logging_outputs) / n, n, round=4)
+                metrics.log_scalar(name, total(count) / n, n, round=4)
 
     def logging_outputs_can_be_summed(self):
         return self.inner.logging_outputs_can_be_summed()

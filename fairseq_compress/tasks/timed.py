@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
+from fairseq import utils
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
@@ -212,7 +213,8 @@ class TimedMixin:
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
         if not self.validating:  # the logging outputs of one update, gathered from all ranks
-            self.tokens += sum(log.get("ntokens", 0) for log in logging_outputs)
+            # a count: with several ranks fairseq's stats sync hands it back as a float64 tensor
+            self.tokens += int(utils.item(sum(log.get("ntokens", 0) for log in logging_outputs)))
 
     def begin_valid_epoch(self, epoch, model):
         super().begin_valid_epoch(epoch, model)
