@@ -1,5 +1,6 @@
 """translation_timed / masked_lm_timed: training-time budget, timed validation, curve.jsonl."""
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -64,6 +65,50 @@ def test_a_point_from_several_ranks_stats(tmp_path):
     [point] = read_points(tmp_path / "curve.jsonl")
     assert point["tokens"] == 100 and point["flops"] == 6 * 6 * 100 and point["loss"] == 3.5
     assert type(point["tokens"]) is type(point["flops"]) is int
+
+
+class ThreadRanks:
+    """torch.distributed's all_reduce(MAX) between threads, each thread one rank."""
+
+    def __init__(self, world_size):
+        self.barrier = threading.Barrier(world_size)
+        self.sent = {}
+
+    def all_reduce(self, tensor, op=None):
+        self.sent[threading.get_ident()] = tensor.clone()
+        self.barrier.wait()
+        reduced = torch.stack(list(self.sent.values())).amax(dim=0)
+        self.barrier.wait()  # every rank has read what was sent before the next call overwrites it
+        tensor.copy_(reduced)
+
+
+def test_ranks_whose_clocks_differ_validate_at_the_same_updates(monkeypatch):
+    ranks = ThreadRanks(2)
+    for name, value in (("is_initialized", lambda: True), ("get_world_size", lambda: 2),
+                        ("get_backend", lambda: "gloo"), ("all_reduce", ranks.all_reduce)):
+        monkeypatch.setattr(torch.distributed, name, value)
+    clocks = {"ahead": [1.06, 1.30, 2.05], "behind": [0.98, 1.20, 1.95]}  # seconds after each update
+    validated = {}
+
+    def rank(name):
+        task = type("TimedTask", (TimedMixin, StockTask), {})(SimpleNamespace(
+            stop_time_minutes=0.0, validate_interval_seconds=1.0, curve_file=None, eval_bleu=False))
+        task.clock, task.next_validation = TrainingClock(), 1.0
+        validated[name] = []
+        for update_num, seconds in enumerate(clocks[name]):
+            task.clock.elapsed = lambda: seconds
+            root = SimpleNamespace(dataset=SimpleNamespace(validate_interval_updates=0))
+            task.root_config = lambda: root
+            task.plan_checks(update_num)
+            validated[name].append(root.dataset.validate_interval_updates == update_num + 1)
+
+    threads = [threading.Thread(target=rank, args=(name,)) for name in clocks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    # after the update where the first rank's clock passes each second: one validation per interval
+    assert validated == {"ahead": [True, False, True], "behind": [True, False, True]}
 
 
 def test_budget_stop_timed_validation_and_curve(mt_data, tmp_path):

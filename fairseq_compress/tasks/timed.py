@@ -79,13 +79,14 @@ def flops_estimate(params, tokens):
     return 6 * params * tokens
 
 
-def all_ranks_agree(flag):
-    """True when any data-parallel rank says so, so every rank validates/stops together."""
+def latest_clock(seconds):
+    """The largest training time of the data-parallel ranks: every rank decides from it, so
+    they validate and stop at the same updates (their own clocks differ a little)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return flag
+        return seconds
     if torch.distributed.get_world_size() == 1:
-        return flag
-    return any_rank(flag)
+        return seconds
+    return max_over_ranks(seconds)
 
 
 def collective_device():
@@ -95,10 +96,10 @@ def collective_device():
     return torch.device("cpu")
 
 
-def any_rank(flag):
-    decision = torch.tensor([float(flag)], device=collective_device())
-    torch.distributed.all_reduce(decision, op=torch.distributed.ReduceOp.MAX)
-    return bool(decision.item())
+def max_over_ranks(value):
+    reduced = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
+    torch.distributed.all_reduce(reduced, op=torch.distributed.ReduceOp.MAX)
+    return reduced.item()
 
 
 def is_master():
@@ -201,11 +202,11 @@ class TimedMixin:
         """Update update_num has run: do fairseq validate and/or stop after it?
         (``num_updates % (update_num + 1) == 0`` and ``num_updates >= update_num + 1``
         hold right after this update.)"""
-        seconds = self.clock.elapsed()
+        seconds = latest_clock(self.clock.elapsed())
         budget = self.cfg.stop_time_minutes * 60
-        if budget and all_ranks_agree(seconds >= budget):
+        if budget and seconds >= budget:
             self.root_config().optimization.max_update = update_num + 1
-        if self.next_validation is not None and all_ranks_agree(seconds >= self.next_validation):
+        if self.next_validation is not None and seconds >= self.next_validation:
             self.root_config().dataset.validate_interval_updates = update_num + 1
             while self.next_validation <= seconds:
                 self.next_validation += self.cfg.validate_interval_seconds
