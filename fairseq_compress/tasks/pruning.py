@@ -178,7 +178,7 @@ class PruningMixin:
     def __init__(self, cfg, *args, **kwargs):
         check_options(cfg)
         super().__init__(cfg, *args, **kwargs)
-        self.last_logged_update = None
+        self.started_update = None
         self.scored_groups, self.gated_layers = [], []
 
     def build_model(self, cfg, from_checkpoint=False):
@@ -189,11 +189,13 @@ class PruningMixin:
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        # gradient scores need this update's gradients: its masks are computed in optimizer_step
-        if is_mask_update(self.cfg, update_num) and self.cfg.prune_score == "magnitude":
-            update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
-        if update_num != self.last_logged_update:  # once per update, not per micro-batch
-            self.last_logged_update = update_num
+        # once per update, not per micro-batch (--update-freq): masking again would prune more with
+        # combined granularities (a neuron's score reads the weights the first pass masked)
+        if update_num != self.started_update:
+            self.started_update = update_num
+            # gradient scores need this update's gradients: its masks are computed in optimizer_step
+            if is_mask_update(self.cfg, update_num) and self.cfg.prune_score == "magnitude":
+                update_masks(model, self.cfg, target_sparsity(self.cfg, update_num))
             metrics.log_scalar("prune_target", target_sparsity(self.cfg, update_num), weight=0, round=3)
             metrics.log_scalar("sparsity", measured_sparsity(model), weight=0, round=3)
             if self.gated_layers:
