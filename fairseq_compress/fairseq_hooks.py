@@ -10,17 +10,22 @@ functions, each once, whatever was imported first:
 | ``file_io.PathManager.copy`` | atomic, durable copy | fairseq copies over ``checkpoint_last.pt`` in place: a kill mid-copy truncated it |
 | ``file_io.PathManager.rename`` | fsync, rename, fsync the directory | after a power loss the rename of fairseq's atomic save could survive while the data did not |
 | ``data.data_utils.batch_by_size`` | keeps the last batch | fairseq 0.12 drops it when its size is not a multiple of ``--required-batch-size-multiple`` (fairseq issue 5036): the longest sentences went unscored |
+| ``distributed.utils.call_main`` | joins the world of torchrun's environment, on CPU too; every rank loads the checkpoint it resumes | fairseq reads torchrun only when ``--distributed-world-size`` (default: the GPU count) is above 1, and takes the rank modulo the GPU count as device: on CPU, torchrun started independent single-rank trainings, or divided by zero. fairseq broadcasts rank 0's loaded checkpoint through ``torch.load``, whose safe default (torch >= 2.6) refuses its config: every resume on several ranks crashed |
 | ``sys.excepthook`` | one line for a user's error | a bad flag or file is not a traceback |
 
 Each replacement is recorded in ``INSTALLED`` against the original, so a
 second ``install()`` does nothing and ``installed()`` can check the chain.
 """
+import os
 import sys
 from typing import Callable, Dict, Tuple
 
 import numpy as np
+import torch
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
+from fairseq.dataclass.configs import DistributedTrainingConfig
+from fairseq.distributed import utils as distributed_utils
 from fairseq.file_io import PathManager
 from fairseq.models import BaseFairseqModel
 
@@ -76,6 +81,59 @@ def keep_last_batch(batch_by_size: Callable) -> Callable:
     return batch_by_size_keeping_all
 
 
+# What torchrun (torch.distributed.run) sets for each process it starts, as fairseq reads it.
+LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
+WORLD_SIZE_FLAGS = ("--distributed-world-size", "distributed_training.distributed_world_size")  # argparse, hydra
+CUDA_ONLY_DDP_BACKENDS = ("pytorch_ddp", "c10d", "fully_sharded")  # they pass device_ids, which CPU DDP rejects
+
+
+def world_size_given(world_size: int) -> bool:
+    """Whether the user chose fairseq's world size: a value other than its default (the visible
+    GPU count), or the flag on the command line (argparse keeps no record of it)."""
+    return (world_size != DistributedTrainingConfig.distributed_world_size
+            or any(arg.split("=")[0] in WORLD_SIZE_FLAGS for arg in sys.argv[1:]))
+
+
+def join_launcher_world(cfg) -> None:
+    """Take the world, rank and device of torchrun's environment; refuse a world size that
+    disagrees with it, and the backends that cannot run on CPU."""
+    dist = cfg.distributed_training
+    world_size = int(os.environ["WORLD_SIZE"])
+    if world_size_given(dist.distributed_world_size) and dist.distributed_world_size != world_size:
+        raise errors.ConfigError(f"--distributed-world-size {dist.distributed_world_size} disagrees with the launcher's "
+                          f"WORLD_SIZE={world_size}: drop the flag (the launcher sets the world) or start "
+                          f"{dist.distributed_world_size} processes")
+    on_cuda = torch.cuda.is_available() and not cfg.common.cpu
+    if not on_cuda and world_size > 1:
+        if dist.distributed_backend != "gloo":
+            raise errors.ConfigError(f"--distributed-backend {dist.distributed_backend} needs CUDA; on CPU pass "
+                              f"--distributed-backend gloo")
+        if dist.ddp_backend in CUDA_ONLY_DDP_BACKENDS:
+            raise errors.ConfigError(f"--ddp-backend {dist.ddp_backend} needs CUDA; on CPU pass --ddp-backend legacy_ddp "
+                              f"(or no_c10d)")
+    dist.distributed_world_size = world_size
+    dist.distributed_rank = int(os.environ["RANK"])
+    dist.distributed_init_method = "env://"
+    dist.distributed_no_spawn = True  # torchrun started the processes
+    # torchrun names each process's GPU; without one the device is the CPU, which has no index
+    dist.device_id = int(os.environ.get("LOCAL_RANK", 0)) if on_cuda else 0
+
+
+def distributed_call_main(call_main: Callable) -> Callable:
+    """fairseq's call_main, in the world of torchrun's environment when it started the process,
+    and with every rank loading the checkpoint it resumes from through the safe loader (fairseq's
+    own flag, --load-checkpoint-on-all-dp-ranks) instead of unpickling rank 0's copy."""
+
+    def call_main_distributed(cfg, main, **kwargs):
+        if cfg.distributed_training.distributed_init_method is None and all(key in os.environ for key in LAUNCHER_ENV):
+            join_launcher_world(cfg)
+        if cfg.distributed_training.distributed_world_size > 1:
+            cfg.checkpoint.load_checkpoint_on_all_dp_ranks = True
+        return call_main(cfg, main, **kwargs)
+
+    return call_main_distributed
+
+
 def _replace(owner, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
     key = (owner, name)
     current = getattr(owner, name)
@@ -94,6 +152,7 @@ def _replacements():
         (PathManager, "copy", checkpoint_safety.atomic_copy, True),
         (PathManager, "rename", lambda rename: checkpoint_safety.durable_replace, True),
         (data_utils, "batch_by_size", keep_last_batch, False),
+        (distributed_utils, "call_main", distributed_call_main, False),
         (sys, "excepthook", errors.print_user_errors, False),
     ]
 

@@ -1,15 +1,19 @@
 """fairseq_hooks: every patch in place after `import fairseq_compress` in any import
 order, installed once; durable renames; no example dropped from any batch iterator."""
 import os
+import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from fairseq.data import Dictionary, LanguagePairDataset
+from fairseq.dataclass.configs import DistributedTrainingConfig
 
 import fairseq_compress  # noqa: F401
-from fairseq_compress import checkpoint_safety
+from fairseq_compress import checkpoint_safety, fairseq_hooks
+from fairseq_compress.errors import ConfigError
 
 from conftest import ROOT, USER_DIR, command_env, run
 
@@ -116,3 +120,56 @@ def test_fairseq_generate_translates_every_line(mt_data, mt_checkpoint, tmp_path
                   "--batch-size", "8", "--beam", "1", "--max-len-b", "5"])
     assert sorted(int(line.split("\t")[0][2:]) for line in result.stdout.splitlines() if line.startswith("H-")) \
         == list(range(13))
+
+
+TORCHRUN_RANK_1 = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+
+
+def distributed_cfg(argv, monkeypatch, env=TORCHRUN_RANK_1, **flags):
+    """What fairseq's call_main receives from the hook, for a CPU fairseq-train started with `argv`
+    in the launcher environment `env`; `flags` set DistributedTrainingConfig fields, as argv would."""
+    monkeypatch.setattr(sys, "argv", ["fairseq-train", "DATA", *argv])
+    for key in TORCHRUN_RANK_1:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    dist = DistributedTrainingConfig(distributed_backend="gloo", ddp_backend="legacy_ddp")
+    for key, value in flags.items():
+        setattr(dist, key, value)
+    cfg = SimpleNamespace(common=SimpleNamespace(cpu=True), distributed_training=dist,
+                          checkpoint=SimpleNamespace(load_checkpoint_on_all_dp_ranks=False))
+    received = []
+    fairseq_hooks.distributed_call_main(lambda cfg, main: received.append(cfg))(cfg, main=None)
+    return received[0]
+
+
+def test_torchrun_sets_the_world_rank_and_device_on_cpu(monkeypatch):
+    for argv, flags in (([], {}), (["--distributed-world-size", "2"], {"distributed_world_size": 2})):
+        dist = distributed_cfg(argv, monkeypatch, **flags).distributed_training
+        assert (dist.distributed_world_size, dist.distributed_rank, dist.distributed_init_method) == (2, 1, "env://")
+        assert dist.distributed_no_spawn and dist.device_id == 0  # no GPU: no CUDA device index
+
+
+def test_every_rank_loads_the_checkpoint_it_resumes(monkeypatch):
+    assert distributed_cfg([], monkeypatch).checkpoint.load_checkpoint_on_all_dp_ranks
+    by_hand = distributed_cfg([], monkeypatch, env={}, distributed_world_size=2, distributed_init_method="tcp://h:1")
+    assert by_hand.checkpoint.load_checkpoint_on_all_dp_ranks
+    alone = distributed_cfg([], monkeypatch, env={})  # one process, no launcher: as fairseq
+    assert alone.distributed_training.distributed_init_method is None
+    assert not alone.checkpoint.load_checkpoint_on_all_dp_ranks
+
+
+@pytest.mark.parametrize("argv, flags, message", [
+    (["--distributed-world-size", "4"], {"distributed_world_size": 4},
+     "--distributed-world-size 4 disagrees with the launcher's WORLD_SIZE=2: drop the flag (the launcher sets the "
+     "world) or start 4 processes"),
+    (["--distributed-world-size=1"], {"distributed_world_size": 1},  # the default value, given on the command line
+     "--distributed-world-size 1 disagrees with the launcher's WORLD_SIZE=2"),
+    (["--distributed-backend", "nccl"], {"distributed_backend": "nccl"},
+     "--distributed-backend nccl needs CUDA; on CPU pass --distributed-backend gloo"),
+    (["--ddp-backend", "pytorch_ddp"], {"ddp_backend": "pytorch_ddp"},
+     "--ddp-backend pytorch_ddp needs CUDA; on CPU pass --ddp-backend legacy_ddp (or no_c10d)"),
+])
+def test_torchrun_refuses_what_cannot_run(argv, flags, message, monkeypatch):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        distributed_cfg(argv, monkeypatch, **flags)

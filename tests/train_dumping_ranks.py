@@ -1,10 +1,12 @@
 """fairseq-train that, at every checkpoint save, also writes each rank's model state
-(parameters, pruning masks) and DropHead rates to SAVE_DIR/rank<R>/<updates>.pt,
+(parameters, pruning masks), the weights its forward pass sees (after masks and QAT) and
+DropHead rates to SAVE_DIR/rank<R>/<updates>.pt,
 so a test can check that data-parallel ranks stay identical. Test-only: fairseq
 saves from rank 0 alone, so nothing else shows what the other ranks hold."""
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 from fairseq import checkpoint_utils, distributed_utils
 from fairseq_cli import train
 
@@ -17,7 +19,10 @@ def save_checkpoint_and_dump_rank(cfg, trainer, epoch_itr, val_loss):
     rates = [m.drophead_p for m in getattr(model, "drophead_modules", [])]
     dump_dir = Path(cfg.save_dir) / f"rank{distributed_utils.get_global_rank()}"
     dump_dir.mkdir(exist_ok=True)
-    torch.save({"model": model.state_dict(), "drophead_p": rates}, dump_dir / f"{trainer.get_num_updates()}.pt")
+    seen = {name: module.weight.detach() for name, module in model.named_modules()
+            if parametrize.is_parametrized(module, "weight")}
+    torch.save({"model": model.state_dict(), "seen_weights": seen, "drophead_p": rates},
+               dump_dir / f"{trainer.get_num_updates()}.pt")
     return result
 
 
