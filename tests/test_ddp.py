@@ -51,16 +51,17 @@ def rank_dumps(save_dir):
 
 
 def assert_ranks_identical(save_dir, saves):
-    """Both ranks saved at the same updates, `saves` (all of them when None), with bitwise-equal
-    parameters, pruning masks, layer gates and DropHead rates; returns rank 0's dumps."""
+    """Both ranks saved at the same updates, `saves` (any, when None), with bitwise-equal parameters,
+    pruning masks, layer gates, weights seen by the forward pass and DropHead rates; returns rank 0's dumps."""
     dumps = rank_dumps(save_dir)
-    assert sorted(dumps[0]) == sorted(dumps[1]) == (saves or sorted(dumps[0]))
+    assert dumps[0] and sorted(dumps[0]) == sorted(dumps[1]) == (saves or sorted(dumps[0]))
     for update in dumps[0]:
         zero, one = dumps[0][update], dumps[1][update]
         assert zero["drophead_p"] == one["drophead_p"]
-        assert zero["model"].keys() == one["model"].keys()
-        for key, value in zero["model"].items():
-            assert torch.equal(value, one["model"][key]), (update, key)
+        for part in ("model", "seen_weights"):
+            assert zero[part].keys() == one[part].keys()
+            for key, value in zero[part].items():
+                assert torch.equal(value, one[part][key]), (update, key)
     return dumps[0]
 
 
@@ -72,11 +73,9 @@ def read_points(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def pruned(state, suffix):
-    """The buffers ending in `suffix` (masks, layer gates), each with some zeros."""
-    found = {key: value for key, value in state.items() if key.endswith(suffix)}
-    assert found and any(not value.all() for value in found.values()), suffix
-    return found
+def assert_pruned(state, suffix):
+    """Some of the buffers ending in `suffix` (masks, layer gates) hold zeros."""
+    assert any(not value.all() for key, value in state.items() if key.endswith(suffix)), suffix
 
 
 # --- what each component adds to the common checks, on rank 0's dumps ------------------------------
@@ -98,16 +97,16 @@ def electra_curve(save_dir, dumps, log):
 
 
 def every_granularity(save_dir, dumps, log):
-    pruned(dumps[6]["model"], ".mask")
-    pruned(dumps[6]["model"], ".prune_layer_kept")
+    assert_pruned(dumps[6]["model"], ".mask")
+    assert_pruned(dumps[6]["model"], ".prune_layer_kept")
 
 
 def gradient_scores(save_dir, dumps, log):
-    pruned(dumps[6]["model"], ".mask")
+    assert_pruned(dumps[6]["model"], ".mask")
 
 
 def qat_noise_and_drophead(save_dir, dumps, log):
-    pruned(dumps[6]["model"], ".mask")
+    assert_pruned(dumps[6]["model"], ".mask")
     fc2 = [w for name, w in dumps[6]["seen_weights"].items() if name.endswith("fc2")]  # rows of 512 weights
     assert fc2 and all(len(row.unique()) <= 15 for w in fc2 for row in w)  # 4-bit levels: -7..7 x row scale
     assert "qn_pq" in log and all(p > 0 for p in dumps[6]["drophead_p"])
