@@ -100,17 +100,17 @@ def join_launcher_world(cfg) -> None:
     dist = cfg.distributed_training
     world_size = int(os.environ["WORLD_SIZE"])
     if world_size_given(dist.distributed_world_size) and dist.distributed_world_size != world_size:
-        raise errors.ConfigError(f"--distributed-world-size {dist.distributed_world_size} disagrees with the launcher's "
-                          f"WORLD_SIZE={world_size}: drop the flag (the launcher sets the world) or start "
-                          f"{dist.distributed_world_size} processes")
+        raise errors.ConfigError(f"--distributed-world-size {dist.distributed_world_size} disagrees with the "
+                                 f"launcher's WORLD_SIZE={world_size}: drop the flag (the launcher sets the world) "
+                                 f"or start {dist.distributed_world_size} processes")
     on_cuda = torch.cuda.is_available() and not cfg.common.cpu
     if not on_cuda and world_size > 1:
         if dist.distributed_backend != "gloo":
             raise errors.ConfigError(f"--distributed-backend {dist.distributed_backend} needs CUDA; on CPU pass "
-                              f"--distributed-backend gloo")
+                                     f"--distributed-backend gloo")
         if dist.ddp_backend in CUDA_ONLY_DDP_BACKENDS:
-            raise errors.ConfigError(f"--ddp-backend {dist.ddp_backend} needs CUDA; on CPU pass --ddp-backend legacy_ddp "
-                              f"(or no_c10d)")
+            raise errors.ConfigError(f"--ddp-backend {dist.ddp_backend} needs CUDA; on CPU pass --ddp-backend "
+                                     f"legacy_ddp (or no_c10d)")
     dist.distributed_world_size = world_size
     dist.distributed_rank = int(os.environ["RANK"])
     dist.distributed_init_method = "env://"
