@@ -1,6 +1,7 @@
 """The GPU-machine scripts, checked where there is no GPU: syntax, the one-line refusals
 without CUDA, the benchmark's CPU path and CSV, and its fairseq-style fp16 update."""
 import csv
+import re
 import sys
 
 import pytest
@@ -78,3 +79,16 @@ def test_fp16_update_is_fairseqs(tmp_path, monkeypatch):
     assert not tt.update(model, criterion, optimizer, sample)
     assert torch.equal(weight.detach(), after_step)
     assert optimizer.scaler.loss_scale == 2.0 ** 59
+
+
+def test_gpu_tests_collect_without_the_export_runtimes():
+    """The GPU image has no ctranslate2 (docs/mixed_precision.md): `pytest -m gpu` there must still
+    collect every gpu test. None in sys.modules makes `import ctranslate2` / `import transformers` fail."""
+    program = ("import sys, pytest; sys.modules.update(ctranslate2=None, transformers=None); "
+               "sys.exit(pytest.main(['--collect-only', '-q', '-m', 'gpu', '-p', 'no:cacheprovider', 'tests']))")
+    result = run([sys.executable, "-c", program], check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    collected = re.search(r"^(\d+)/\d+ tests collected \(\d+ deselected\)", output, re.MULTILINE)
+    assert collected and int(collected[1]) >= 10, output[-3000:]
+    assert "tests/test_gpu.py::test_kmeans_on_cuda" in output
