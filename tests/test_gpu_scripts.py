@@ -1,5 +1,7 @@
 """The GPU-machine scripts, checked where there is no GPU: syntax, the one-line refusals
-without CUDA, the benchmark's CPU path and CSV, and its fairseq-style fp16 update."""
+without CUDA, gpu_check.sh's rehearsal (its env stage reusing a venv, its summaries, its
+refusals), the benchmark's CPU path and CSV, and its fairseq-style fp16 update. The full
+rehearsal with the GPU image's versions is in docs/mixed_precision.md (too slow for the suite)."""
 import csv
 import re
 import sys
@@ -27,6 +29,52 @@ def test_gpu_check_refuses_without_cuda_before_anything_else(tmp_path):
     assert len(output.splitlines()) == 1 and "CUDA is missing" in output, output
     assert not (tmp_path / "venv").exists()
     assert (log.stat().st_mtime_ns if log.exists() else None) == before
+
+
+def gpu_check(tmp_path, *args, venv):
+    """scripts/gpu_check.sh ARGS with this venv's python as the image's python3, logging to tmp_path."""
+    log = tmp_path / "gpu_check.txt"
+    env = {"GPU_CHECK_PYTHON": sys.executable, "GPU_VENV": str(venv), "GPU_CHECK_LOG": str(log)}
+    result = run(["bash", ROOT / "scripts/gpu_check.sh", *args], check=False, env=env)
+    return result, result.stdout.splitlines(), log.read_text() if log.exists() else ""
+
+
+def test_rehearsed_env_stage_reuses_an_environment_that_imports_fairseq(tmp_path):
+    """The venv of a first try (here: the one running the tests) is reused, not rebuilt; the
+    stage and the run end in one-line summaries, which the log holds too."""
+    result, lines, log = gpu_check(tmp_path, "--rehearse", "--stage", "env", venv=sys.prefix)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"gpu_check: reusing {sys.prefix}, which imports fairseq and fairseq_compress" in lines
+    assert re.fullmatch(r"gpu_check: env: passed in \d+ s", lines[-3])
+    assert lines[-2] == "gpu_check: all stages passed (--stage env)"
+    assert re.fullmatch(r"gpu_check: exit 0 after \d+ s", lines[-1])
+    assert log.splitlines()[-3:] == lines[-3:] and "== tests" not in log
+
+
+def test_a_failed_stage_says_so_and_skips_what_needs_it_in_the_tail(tmp_path):
+    """A folder that is no venv of this script is refused in one line, not deleted; the tail alone
+    tells each stage's fate."""
+    foreign = tmp_path / "someones_venv"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    result, lines, _ = gpu_check(tmp_path, "--rehearse", venv=foreign)
+    assert result.returncode == 1
+    assert f"gpu_check: {foreign} exists, was not made by this script and does not import fairseq: set GPU_VENV" in lines
+    assert lines[-6:] == ["gpu_check: cuda: skipped (rehearsal)", lines[-5], "gpu_check: tests: skipped (env failed)",
+                          "gpu_check: throughput: skipped (env failed)", "gpu_check: FAILED", lines[-1]]
+    assert re.fullmatch(r"gpu_check: env: FAILED \(exit 1\) in \d+ s", lines[-5])
+    assert (foreign / "keep.txt").read_text() == "mine"
+    # a stage run alone that needs the env says which stage to run first
+    result, lines, _ = gpu_check(tmp_path, "--rehearse", "--stage", "tests", venv=tmp_path / "none")
+    assert f"gpu_check: {tmp_path / 'none'} does not import fairseq and fairseq_compress: run --stage env first" in lines
+    assert re.fullmatch(r"gpu_check: tests: FAILED \(exit 1\) in \d+ s", lines[-3])
+
+
+@pytest.mark.parametrize("args", [["--stage", "nonsense"], ["--stage"], ["--fast"]])
+def test_gpu_check_refuses_unknown_arguments_in_one_line(args, tmp_path):
+    result, _, _ = gpu_check(tmp_path, *args, venv=tmp_path / "venv")
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and "usage: gpu_check.sh [--stage cuda|env|tests|throughput]" in result.stderr
 
 
 @no_cuda
