@@ -15,7 +15,8 @@
 # output alone tells what passed. All of it goes to docs/results/gpu_check.txt (appended to with
 # --stage) and $OUT/gpu_check.txt as it comes, so a killed run still reports.
 # --rehearse (no GPU): skips the cuda stage, runs env and tests as there (the gpu tests collect,
-# then skip), and the benchmark on CPU for 2 steps; the log is docs/results/gpu_check_rehearsal.txt.
+# then skip; their CPU twins in test_mixed_precision.py run), and the benchmark on CPU for 2
+# steps; the log is docs/results/gpu_check_rehearsal.txt.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SELF=$PWD/scripts/gpu_check.sh
@@ -83,7 +84,13 @@ stage_tests() {
   need_env
   # 4 workers: the tests are fairseq runs, mostly waiting on process start and CPU-side data
   # prep, and one H200 holds them all. Exit 5 (no test selected) fails: tests/test_gpu.py has some.
-  "$PY" -m pytest -q -n 4 -m gpu --durations 15 -p no:cacheprovider tests
+  local pytest=("$PY" -m pytest -q -n 4 --durations 15 -p no:cacheprovider)
+  "${pytest[@]}" -m gpu tests
+  if [[ -n ${GPU_CHECK_REHEARSE:-} ]]; then
+    # The gpu tests skip without CUDA; their CPU twins run what comes before it there (the
+    # corpus fixtures, fairseq-train under --fp16) with the image's versions.
+    "${pytest[@]}" tests/test_mixed_precision.py -k cpu_fp16
+  fi
 }
 
 stage_throughput() {
