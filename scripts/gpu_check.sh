@@ -5,7 +5,8 @@
 #     bash scripts/gpu_check.sh --stage tests   one stage alone (a rerun: the venv is reused)
 #   here, with the GPU image's versions (docs/mixed_precision.md says how to make that python):
 #     GPU_CHECK_PYTHON=/tmp/r312/base/bin/python bash scripts/gpu_check.sh --rehearse
-# Stages, each under its own time cap (seconds; 570 in all, inside the device's 600 s call):
+# Stages, each under its own time cap (seconds; 570 in all, inside the device's 600 s call;
+# GPU_CHECK_CAP_NAME=SECONDS changes one):
 #   cuda        30  python3's torch sees a GPU (first and alone: without it nothing below means anything)
 #   env        120  a venv layered on python3 with the carried wheels installed (nothing is compiled),
 #                   reused as it is when it already imports fairseq's compiled parts and the plugin
@@ -22,6 +23,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SELF=$PWD/scripts/gpu_check.sh
 STAGES=(cuda env tests throughput)
 declare -A CAP=([cuda]=30 [env]=120 [tests]=300 [throughput]=120)
+for name in "${STAGES[@]}"; do  # GPU_CHECK_CAP_TESTS=500: a stage rerun alone may take more of the call
+  override=GPU_CHECK_CAP_${name^^}
+  CAP[$name]=${!override:-${CAP[$name]}}
+done
 
 export ROOT=$PWD
 export BASE_PYTHON=${GPU_CHECK_PYTHON:-python3}  # the image's python3 holds its CUDA torch

@@ -5,6 +5,7 @@ rehearsal with the GPU image's versions is in docs/mixed_precision.md (too slow 
 import csv
 import re
 import sys
+import time
 
 import pytest
 import torch
@@ -31,10 +32,11 @@ def test_gpu_check_refuses_without_cuda_before_anything_else(tmp_path):
     assert (log.stat().st_mtime_ns if log.exists() else None) == before
 
 
-def gpu_check(tmp_path, *args, venv):
+def gpu_check(tmp_path, *args, venv, cap_env=None):
     """scripts/gpu_check.sh ARGS with this venv's python as the image's python3, logging to tmp_path."""
     log = tmp_path / "gpu_check.txt"
-    env = {"GPU_CHECK_PYTHON": sys.executable, "GPU_VENV": str(venv), "GPU_CHECK_LOG": str(log)}
+    env = {"GPU_CHECK_PYTHON": sys.executable, "GPU_VENV": str(venv), "GPU_CHECK_LOG": str(log),
+           **({"GPU_CHECK_CAP_ENV": cap_env} if cap_env else {})}
     result = run(["bash", ROOT / "scripts/gpu_check.sh", *args], check=False, env=env)
     return result, result.stdout.splitlines(), log.read_text() if log.exists() else ""
 
@@ -68,6 +70,20 @@ def test_a_failed_stage_says_so_and_skips_what_needs_it_in_the_tail(tmp_path):
     result, lines, _ = gpu_check(tmp_path, "--rehearse", "--stage", "tests", venv=tmp_path / "none")
     assert f"gpu_check: {tmp_path / 'none'} does not import fairseq and fairseq_compress: run --stage env first" in lines
     assert re.fullmatch(r"gpu_check: tests: FAILED \(exit 1\) in \d+ s", lines[-3])
+
+
+def test_a_stage_past_its_cap_is_stopped_and_says_so(tmp_path):
+    """A hung stage ends at its cap (GPU_CHECK_CAP_ENV here, 120 s by default), so the call that
+    runs the check outlives it and reports; the stages that need it are skipped."""
+    hung = tmp_path / "hung"
+    (hung / "bin").mkdir(parents=True)
+    (hung / "bin/python").write_text("#!/bin/sh\nsleep 60\n")
+    (hung / "bin/python").chmod(0o755)
+    start = time.monotonic()
+    result, lines, _ = gpu_check(tmp_path, "--rehearse", venv=hung, cap_env="2")
+    assert time.monotonic() - start < 30 and result.returncode == 1
+    assert re.fullmatch(r"gpu_check: env: TIMED OUT at its 2 s cap in [23] s", lines[-5]), result.stdout[-2000:]
+    assert lines[-4] == "gpu_check: tests: skipped (env failed)"
 
 
 @pytest.mark.parametrize("args", [["--stage", "nonsense"], ["--stage"], ["--fast"]])
