@@ -3,12 +3,14 @@
 for dense, shrunk, compressed and pruning-task checkpoints; int8 stays within 1 BLEU."""
 import shutil
 
-import ctranslate2
 import pytest
 import sacrebleu
 import torch
 
 from conftest import TRAIN_MT, USER_DIR, one_line_error, run
+
+# An optional runtime (the export extra): the GPU image has none, and its `pytest -m gpu` must collect.
+ctranslate2 = pytest.importorskip("ctranslate2")
 MAX_LEN = 50  # fairseq-generate --max-len-b N is CTranslate2's max_decoding_length N
 
 

@@ -12,6 +12,9 @@ from fairseq.data.data_utils import collate_tokens
 
 from conftest import ELECTRA_PRETRAIN, TRAIN_MLM, one_line_error, run
 
+# An optional runtime (the export extra), skipped where it is missing, as ctranslate2 is.
+transformers = pytest.importorskip("transformers")
+
 TOLERANCE = dict(rtol=1e-4, atol=1e-4)
 TOKENS_PER_SAMPLE = 64
 
@@ -107,8 +110,6 @@ def test_roberta_masked_lm_loads_offline_with_transformers_alone(checkpoints, tm
     ("electra_cls", "AutoModelForSequenceClassification", None),
 ], ids=["stock-roberta", "roberta-classifier", "electra-discriminator", "electra-generator", "electra-classifier"])
 def test_logits_equal_fairseq(checkpoints, tmp_path, name, auto_class, part):
-    import transformers
-
     checkpoint, data = checkpoints[name]
     export(checkpoint, tmp_path / "hf", *(["--part", part] if part else []))
     hf_model = getattr(transformers, auto_class).from_pretrained(tmp_path / "hf").eval()
@@ -129,11 +130,9 @@ def test_logits_equal_fairseq(checkpoints, tmp_path, name, auto_class, part):
 
 
 def test_tokenizer_gives_fairseq_ids(checkpoints, tmp_path):
-    from transformers import AutoTokenizer
-
     checkpoint, data = checkpoints["roberta_cls"]
     export(checkpoint, tmp_path / "hf")
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     _, dictionary = fairseq_model(checkpoint, data)
     sentences = english(checkpoints["roberta"][1], 200)
     spm = sentencepiece.SentencePieceProcessor(model_file=str(data / "spm.model"))
@@ -146,8 +145,6 @@ def test_tokenizer_gives_fairseq_ids(checkpoints, tmp_path):
 
 
 def test_shrunk_ffn_exports_and_narrowed_heads_are_refused(checkpoints, tmp_path):
-    import transformers
-
     checkpoint, data = checkpoints["roberta"]
     run(["fairseq-compress", "shrink", "--path", checkpoint, "--out", tmp_path / "ffn.pt", "--ffn-keep", "0.5",
          "--layers-keep", "1"])

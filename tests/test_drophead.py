@@ -99,12 +99,15 @@ def test_equal_to_stock_attention_when_off(mode, need_weights):
         torch.testing.assert_close(actual_weights, expected_weights)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("weights", ["none", "mean", "per_head"])
-def test_drophead_path_with_every_head_kept_equals_stock_in_training(weights):
+def test_drophead_path_with_every_head_kept_equals_stock_in_training(weights, dtype):
     """The DropHead computation itself (not the delegation to stock attention):
-    with every head kept it is fairseq's attention, weights included."""
-    stock, drophead = attention_pair(self_attention=False)
-    query, key, padding, causal = inputs()
+    with every head kept it is fairseq's attention, weights included; in fp16 (--fp16) too,
+    where fairseq returns the float32 probabilities as the weights."""
+    stock, drophead = (module.to(dtype) for module in attention_pair(self_attention=False))
+    query, key, padding, causal = (t if t is None or t.dtype == torch.bool else t.to(dtype) for t in inputs())
+    tolerance = {} if dtype == torch.float32 else {"atol": 2e-3, "rtol": 2e-3}
     stock.train()
     drophead.train()
     # static_kv as fairseq's decoder calls encoder-decoder attention (stock's fused path
@@ -113,12 +116,12 @@ def test_drophead_path_with_every_head_kept_equals_stock_in_training(weights):
     expected, expected_weights = stock(query, key, key, key_padding_mask=padding, attn_mask=causal, **flags)
     actual, actual_weights = drophead._drophead_forward(query, key, key, padding, weights != "none", causal,
                                                         weights == "per_head")
-    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(actual, expected, **tolerance)
     if weights == "none":
         assert actual_weights is None
     else:
         assert actual_weights.shape == expected_weights.shape
-        torch.testing.assert_close(actual_weights, expected_weights)
+        torch.testing.assert_close(actual_weights, expected_weights, **tolerance)  # dtypes too
 
 
 def test_drophead_acts_when_the_caller_asks_for_per_head_weights():

@@ -47,6 +47,56 @@ def test_drophead_in_fp16_on_cuda_with_every_head_kept_equals_stock():
     torch.testing.assert_close(actual, expected, atol=2e-3, rtol=2e-3)
 
 
+def test_drophead_weights_in_fp16_on_cuda_are_fairseqs_float32_probabilities():
+    torch.manual_seed(0)
+    stock = MultiheadAttention(64, 4, encoder_decoder_attention=True).to(CUDA).half().train()
+    drophead = copy.deepcopy(stock)
+    drophead.__class__ = DropHeadMultiheadAttention
+    query, key = (torch.randn(n, 3, 64, device=CUDA, dtype=torch.half) for n in (5, 7))
+    _, expected = stock(query, key, key, static_kv=True, need_head_weights=True)
+    _, actual = drophead._drophead_forward(query, key, key, None, True, None, True)
+    assert actual.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(actual, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_gradient_importance_stays_float32_in_a_half_model_on_cuda():
+    from torch import nn
+
+    from fairseq_compress.compress.structured_pruning import accumulate_importance
+    from fairseq_compress.tasks.pruning import PruningOptions, attach_masks
+
+    torch.manual_seed(0)
+    attention = MultiheadAttention(16, 4, self_attention=True)
+    groups = attach_masks(nn.ModuleDict({"attn": attention}),
+                          PruningOptions(prune_granularity="head", prune_targets="proj", prune_score="gradient"))
+    attention.half().to(CUDA)  # as fairseq's Trainer does under --fp16
+    x = torch.randn(5, 3, 16, device=CUDA, dtype=torch.half)
+    attention(x, x, x)[0].float().sum().backward()
+    accumulate_importance(groups)
+    importance = attention.out_proj.parametrizations.weight[0].importance
+    assert importance.dtype == torch.float32 and importance.device.type == "cuda"
+    torch.testing.assert_close(importance.sum().item(), 1.0)  # one step's shares
+
+
+def test_a_gated_off_half_layer_on_cuda_passes_its_input_through():
+    from argparse import Namespace
+
+    from fairseq.modules.transformer_layer import TransformerEncoderLayer
+
+    from fairseq_compress.modules.layer_gates import attach_layer_gates, set_gate
+
+    args = Namespace(encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_attention_heads=2, dropout=0.0,
+                     attention_dropout=0.0, activation_dropout=0.0, encoder_normalize_before=False)
+    layer = TransformerEncoderLayer(args)
+    attach_layer_gates([layer])
+    set_gate(layer, False)
+    layer.half().to(CUDA).train()
+    with torch.no_grad():
+        layer.fc1.weight.fill_(200)  # an fp16 sum of 65504 or more is inf
+    x = torch.randn(4, 2, 16, device=CUDA, dtype=torch.half, requires_grad=True)
+    assert torch.equal(layer(x, None), x)
+
+
 def test_quant_noise_keeps_the_weights_device_and_dtype():
     weight = torch.randn(64, 32, device=CUDA, dtype=torch.half, requires_grad=True)
     for noised, chosen in (pq_noise(weight, 0.2, 8), scalar_noise(weight, 0.5, 8)):

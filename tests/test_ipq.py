@@ -233,3 +233,28 @@ def test_ipq_cli_with_distillation(mt_checkpoint, mt_data, tmp_path):
                    "--out", tmp_path / "x.pt", "--distill"], check=False)
     one_line_error(missing, "--distill acts in the fine-tuning between stages: pass --data DIR")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp16", "amp"])
+def test_ipq_fine_tuning_is_float32_whatever_the_checkpoint_trained_with(precision, mt_checkpoint, mt_data,
+                                                                         monkeypatch):
+    """iPQ fine-tunes its centroids in float32 (docs/mixed_precision.md): a checkpoint trained with
+    --fp16 or --amp gets fairseq's plain optimizer and an fp32 model, not FP16Optimizer or AMPOptimizer."""
+    from fairseq.trainer import Trainer
+    from omegaconf import open_dict
+
+    from fairseq_compress.compress.ipq import finetune
+    from fairseq_compress.model_loading import load_model
+
+    model, task, cfg = load_model(mt_checkpoint, mt_data)
+    with open_dict(cfg):
+        cfg.common[precision] = True
+    seen, train_step = [], Trainer.train_step
+
+    def recording_train_step(trainer, samples, *args, **kwargs):
+        seen.append((type(trainer.optimizer).__name__, {p.dtype for p in trainer.model.parameters()}))
+        return train_step(trainer, samples, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_step", recording_train_step)
+    finetune(model, cfg, task, updates=1, lr=1e-4)
+    assert seen == [("FairseqAdam", {torch.float32})]

@@ -3,12 +3,17 @@ scheduled rate, pruning to its sparsity (every schedule and scope), QAT, PQ and
 scalar quant-noise at their rates, ELECTRA, the timed tasks, with and without
 --checkpoint-activations. On CPU with fairseq's
 --fp16 --fp16-no-flatten-grads and --memory-efficient-fp16; marked `gpu`, the
-same runs on CUDA with the flattened --fp16 that GPU users get by default."""
+same runs on CUDA with the flattened --fp16 that GPU users get by default.
+What a run cannot log (the heads DropHead drops, QAT's grid, the checkpoint wrappers) is read
+off the run's model, rebuilt from its checkpoint as a resumed run builds it, in fp16."""
 import json
 import math
 
 import pytest
 import torch
+from fairseq import checkpoint_utils, tasks
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+from torch.nn.utils import parametrize
 
 from conftest import USER_DIR, log_records, run
 
@@ -39,9 +44,59 @@ def assert_finite(logs):
     assert all(math.isfinite(log["loss"]) for log in logs), [log["loss"] for log in logs]
 
 
+def trained_model(save_dir, data, precision):
+    """(fp16 model of save_dir's checkpoint_last.pt, built by its task as a resumed run builds it;
+    its task), on the run's device."""
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"),
+                                                    arg_overrides={"data": str(data)})
+    task = tasks.setup_task(state["cfg"].task)
+    model = task.build_model(state["cfg"].model)
+    model.load_state_dict(state["model"], model_cfg=state["cfg"].model)
+    return model.half().to("cuda" if precision == "cuda_fp16" else "cpu"), task
+
+
+def first_batch(task, model, split="valid"):
+    task.load_dataset(split)
+    batch = next(task.get_batch_iterator(task.dataset(split), max_tokens=2048, seed=1).next_epoch_itr(shuffle=False))
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in batch["net_input"].items()}
+
+
+def dropped_heads(model, net_input):
+    """(the fraction of (example, head) pairs whose context reaches out_proj all zero, the DropHead
+    modules that ran) in one training-mode forward: what DropHead did, not the rate it logs."""
+    dropped = {}
+
+    def hook(attention):
+        def record(out_proj, args):
+            dropped[attention] = args[0].unflatten(-1, (attention.num_heads, -1)).eq(0).all(-1).all(0).flatten()
+        return record
+
+    hooks = [m.out_proj.register_forward_pre_hook(hook(m)) for m in model.drophead_modules]
+    model.train()
+    torch.manual_seed(0)  # one fixed draw: several hundred heads, the rate within 0.05 of p - p^H
+    with torch.no_grad():
+        model(**net_input)
+    for handle in hooks:
+        handle.remove()
+    return torch.cat(list(dropped.values())).float().mean().item(), list(dropped)
+
+
+def assert_on_8_bit_grids(model):
+    """Every QAT weight, as the forward reads it, is fp16 and on its row's symmetric 8-bit grid."""
+    quantized = [m for m in model.modules() if parametrize.is_parametrized(m, "weight")]
+    assert quantized
+    for module in quantized:
+        assert [type(p).__name__ for p in module.parametrizations.weight] == ["PruningMask", "QATQuantizer"]
+        weight = module.weight.detach()
+        assert weight.dtype == torch.half
+        steps = weight.float() / (weight.float().abs().amax(1, keepdim=True) / 127).clamp_min(1e-30)
+        assert (steps - steps.round()).abs().max() < 0.1  # fp16 rounds q * scale by at most 127 * 2**-11
+
+
 @pytest.mark.parametrize("precision", ALL_PRECISIONS)
 def test_translation_pruning_gradual_global_with_qat_drophead_and_both_noises(precision, mt_data, tmp_path):
-    from fairseq_compress.modules.scheduled_drophead import DropHeadSchedule
+    from fairseq_compress.modules.scheduled_drophead import DropHeadSchedule, effective_rate
     from fairseq_compress.tasks.pruning import PruningOptions, target_sparsity
 
     result = run(["fairseq-train", mt_data, *COMMON, *PRECISIONS[precision], *MT,
@@ -58,6 +113,11 @@ def test_translation_pruning_gradual_global_with_qat_drophead_and_both_noises(pr
         assert log["prune_target"] == pytest.approx(target_sparsity(schedule, update), abs=1e-3)
         assert 0.1 < log["qn_pq"] < 0.3 and 0.2 < log["qn_scalar"] < 0.4
     assert logs[-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    model, task = trained_model(tmp_path, mt_data, precision)
+    assert_on_8_bit_grids(model)
+    model.set_num_updates(6)  # the V's top: p = 0.2, of which an example never loses all 2 heads
+    fraction, modules = dropped_heads(model, first_batch(task, model))
+    assert len(modules) == len(model.drophead_modules) and fraction == pytest.approx(effective_rate(0.2, modules), abs=0.05)
 
 
 @pytest.mark.parametrize("precision", PRECISION_PARAMS)
@@ -75,6 +135,8 @@ def test_translation_pruning_oneshot_per_layer_with_scalar_noise_and_checkpointe
 
 @pytest.mark.parametrize("precision", PRECISION_PARAMS)
 def test_electra_with_drophead_and_checkpointed_activations(precision, mlm_data, tmp_path):
+    from fairseq_compress.modules.scheduled_drophead import effective_rate
+
     en_bin, _ = mlm_data
     result = run(["fairseq-train", en_bin, *COMMON, *PRECISIONS[precision], "--task", "masked_lm",
                   "--criterion", "electra", "--arch", "electra_tiny", "--encoder-attention-heads", "8",
@@ -84,8 +146,20 @@ def test_electra_with_drophead_and_checkpointed_activations(precision, mlm_data,
                   "--save-dir", tmp_path])
     logs = train_logs(result)
     assert_finite(logs)
-    assert all(log["drophead_p"] == 0.3 and 0 <= log["disc_acc"] <= 100 and log["n_replaced"] > 0
-               for log in logs if "n_replaced" in log) and all("disc_acc" in log for log in logs)
+    model, task = trained_model(tmp_path, en_bin, precision)
+    for log in logs:
+        assert log["drophead_p"] == 0.3 and 0 <= log["disc_acc"] <= 100 and 0 <= log["disc_acc_replaced"] <= 100
+        # the generator's samples replace most of the 15 % masked tokens, and no other
+        assert 10 < log["replaced_frac"] <= 16
+        # loss = mean generator cross-entropy (nats) + 50 x mean discriminator cross-entropy
+        assert log["loss"] == pytest.approx(log["gen_loss"] * math.log(2) + 50 * log["disc_loss"], abs=0.01)
+    # an untrained generator guesses among the whole vocabulary: about log2(V) bits
+    assert logs[0]["gen_loss"] == pytest.approx(math.log2(len(task.source_dictionary)), abs=1)
+    for part in (model.encoder.sentence_encoder, model.encoder.generator):  # discriminator, generator
+        layers = [m for m in part.modules() if isinstance(m, TransformerEncoderLayerBase)]
+        assert layers and all(hasattr(layer, "precheckpoint_forward") for layer in layers)  # checkpoint_wrapper's
+    fraction, modules = dropped_heads(model, first_batch(task, model))  # the discriminator's attention
+    assert modules and fraction == pytest.approx(effective_rate(0.3, modules), abs=0.05)
 
 
 @pytest.mark.parametrize("precision", PRECISION_PARAMS)

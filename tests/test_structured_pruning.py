@@ -171,6 +171,24 @@ def test_gradient_importance_is_the_head_gate_gradient():
     torch.testing.assert_close(importance, 2 * reference / reference.sum())
 
 
+def test_gradient_importance_stays_float32_in_a_half_model():
+    """--fp16 calls model.half() after the task built the model: the importance accumulated over
+    many steps stays float32 (in fp16, 1024 + 0.25 == 1024) and still follows the model's device."""
+    attention = attention_with_weak_heads(weak=[])
+    model = nn.ModuleDict({"attn": attention})
+    groups = attach_masks(model, PruningOptions(prune_granularity="head", prune_targets="proj", prune_score="gradient"))
+    model.half().to("cpu")
+    x = torch.randn(5, 3, 16, dtype=torch.half)
+    attention(x, x, x)[0].float().sum().backward()
+    importance = mask_of_module(attention.out_proj).importance
+    assert importance.dtype == torch.float32
+    accumulate_importance(groups)
+    one_step = importance.clone()
+    for _ in range(4095):
+        accumulate_importance(groups)
+    torch.testing.assert_close(importance, 4096 * one_step, rtol=1e-4, atol=0)  # fp32 rounding over 4096 adds
+
+
 def test_gradient_score_removes_the_least_important_heads():
     attention = attention_with_weak_heads(weak=[])
     model = nn.ModuleDict({"attn": attention})
@@ -242,6 +260,23 @@ def test_a_gated_off_layer_gets_zero_gradients():
     y.sum().backward()
     skipped = [p.grad for p in model["layers"][1].parameters()]
     assert all(g is not None and not g.any() for g in skipped)  # no unused parameter for DDP
+
+
+def test_a_gated_off_half_layer_passes_its_input_through_in_training():
+    """Under --fp16 the zero-times-parameters term that keeps a skipped layer's parameters in the
+    graph stays 0 when their fp16 sum overflows (512 weights of 200: inf, and inf * 0 = NaN)."""
+    model = encoder_layers().train()
+    attach_masks(model, PruningOptions(prune_granularity="layer", prune_targets="fc"))
+    layer = model["layers"][1]
+    set_gate(layer, False)
+    model.half()
+    with torch.no_grad():
+        layer.fc1.parametrizations.weight.original.fill_(200)
+    x = torch.randn(4, 2, 16, dtype=torch.half, requires_grad=True)
+    y = layer(x, None)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in layer.parameters())
 
 
 def test_trained_layer_masks_shrink_and_load_in_stock_generate(mt_data, tmp_path):

@@ -232,7 +232,7 @@ def finetune(model, cfg, task, updates, lr, distillation=None):
 
     with open_dict(cfg):
         cfg.common.cpu = not torch.cuda.is_available()
-        cfg.common.fp16 = cfg.common.bf16 = cfg.common.memory_efficient_fp16 = False
+        cfg.common.fp16 = cfg.common.bf16 = cfg.common.memory_efficient_fp16 = cfg.common.amp = False
         cfg.optimization.lr = [lr]
         cfg.lr_scheduler = OmegaConf.structured(FixedLRScheduleConfig(_name="fixed", lr=[lr]))
         if cfg.criterion._name == "quant_noise":

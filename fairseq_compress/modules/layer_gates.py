@@ -31,9 +31,10 @@ def gated_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
 def _skipped_output(layer: nn.Module, x: torch.Tensor):
     """What a removed layer gives: its input. In training the output still depends (times 0) on
     the layer's parameters, so a data-parallel run without --find-unused-parameters sees every
-    parameter get its (zero) gradient."""
+    parameter get its (zero) gradient. Summed in float32: an fp16 sum overflows to inf past 65504,
+    and inf * 0 is NaN."""
     if torch.is_grad_enabled() and layer.training:
-        x = x + sum(p.sum() for p in layer.parameters() if p.requires_grad) * 0
+        x = x + sum(p.sum(dtype=torch.float32) for p in layer.parameters() if p.requires_grad) * 0
     if isinstance(layer, TransformerDecoderLayerBase):
         return x, None, None  # (x, attention weights, self-attention state), as fairseq's decoder layer returns
     return x

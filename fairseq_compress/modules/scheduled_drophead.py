@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from fairseq import utils
 from fairseq.logging import metrics
 from fairseq.modules import MultiheadAttention
 from fairseq.utils import safe_getattr
@@ -116,7 +117,7 @@ class DropHeadMultiheadAttention(MultiheadAttention):
     # weights), by tests/test_drophead.py::test_drophead_path_with_every_head_kept_equals_stock_in_training.
     def _drophead_forward(self, query, key, value, key_padding_mask, need_weights, attn_mask, need_head_weights=False):
         """DropHead attention; the weights returned are fairseq's: the attention
-        probabilities before dropout, [heads, batch, tgt, src] with
+        probabilities before dropout, in float32, [heads, batch, tgt, src] with
         ``need_head_weights``, else averaged over heads."""
         tgt_len, batch, _ = query.shape
         q = self._split_heads(self.q_proj(query))
@@ -128,8 +129,9 @@ class DropHeadMultiheadAttention(MultiheadAttention):
         weights = None
         if need_weights:  # scaled_dot_product_attention does not return the weights
             scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
-            probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
-            context = torch.matmul(self.dropout_module(probs), v)
+            # as fairseq: the softmax in float32, whose probabilities are the weights returned
+            probs = utils.softmax(scores if mask is None else scores + mask, dim=-1)
+            context = torch.matmul(self.dropout_module(probs.type_as(v)), v)
             weights = probs.transpose(0, 1) if need_head_weights else probs.mean(dim=1)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout_module.p)

@@ -36,6 +36,16 @@ class PruningMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
 
+    def _apply(self, fn, recurse=True):
+        """Moves the importance with the model but keeps it float32 when fairseq casts the model
+        (``model.half()`` under --fp16, bfloat16 under --bf16): summed over many steps in fp16,
+        a unit's share stops counting (1024 + 0.25 == 1024). torch cannot exempt a buffer from a cast."""
+        importance = self._buffers.get(IMPORTANCE)
+        super()._apply(fn, recurse)
+        if importance is not None:
+            self._buffers[IMPORTANCE] = importance.to(self._buffers[IMPORTANCE].device)
+        return self
+
 
 def importance_as_built(mask: PruningMask, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
     """A checkpoint scored otherwise than the model loading it: importance starts at zero where the
