@@ -94,6 +94,13 @@ def _export(args):
     print(json.dumps(report))
 
 
+def _distill_data(args):
+    from .compress.sequence_kd import distill_data
+
+    print(json.dumps(distill_data(args.teacher, args.data, args.out, args.beam, args.batch_size, args.shard_size,
+                                  args.max_len_a, args.max_len_b)))
+
+
 def _plot(args):
     from .sweep_curves import plot_curves
 
@@ -186,6 +193,20 @@ def build_parser():
                         "generator (ElectraForMaskedLM)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=_export)
+    kd_data = commands.add_parser(
+        "distill-data", help="sequence-level knowledge distillation data: the training split translated by a teacher, "
+                             "as a data-bin with the original dictionaries, valid and test splits")
+    kd_data.add_argument("--teacher", required=True, metavar="CKPT_OR_CT2_DIR",
+                         help="the teacher: a translation checkpoint, or its CTranslate2 export (faster)")
+    kd_data.add_argument("--data", required=True, metavar="DIR", help="the data-bin to distill (scripts/prepare_mt.sh)")
+    kd_data.add_argument("--out", required=True, metavar="DIR", help="the new data-bin (a killed run resumes from "
+                                                                     "DIR.partial)")
+    kd_data.add_argument("--beam", type=int, default=5)
+    kd_data.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    kd_data.add_argument("--shard-size", type=int, default=1000, help="sentences per resumable shard")
+    kd_data.add_argument("--max-len-a", type=float, default=1.5, help="translations are capped at A x source + B")
+    kd_data.add_argument("--max-len-b", type=int, default=10)
+    kd_data.set_defaults(run=_distill_data)
     plot = commands.add_parser("plot", help="learning curves of a size sweep (SWEEP_DIR/<run>/curve.jsonl), one "
                                             "line per run")
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")

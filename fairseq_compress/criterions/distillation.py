@@ -76,30 +76,30 @@ def check_kd_options(weight, temperature, weight_flag="--kd-weight", temperature
         raise ConfigError(f"{temperature_flag} must be > 0, got {temperature}")
 
 
-def load_teacher(path: str, task) -> nn.Module:
-    """The teacher at `path` for the student's `task`: refused unless it was trained on the same
-    stock task with the same dictionaries."""
+def load_teacher(path: str, task, flag: str = "--teacher-path") -> nn.Module:
+    """The teacher at `path` (given with `flag`) for the student's `task`: refused unless it was
+    trained on the same stock task with the same dictionaries."""
     from ..model_loading import load_model
 
     if not path:
-        raise ConfigError("--criterion distillation needs --teacher-path CKPT")
+        raise ConfigError(f"distillation needs {flag} CKPT")
     if not os.path.isfile(path):
-        raise ConfigError(f"--teacher-path {path}: no such file")
+        raise ConfigError(f"{flag} {path}: no such file")
     try:
         teacher, teacher_task, teacher_cfg = load_model(path)
     except ConfigError:  # the teacher's data directory is not here: read it with the student's dictionaries
         try:
             teacher, teacher_task, teacher_cfg = load_model(path, task.cfg.data)
         except RuntimeError as error:  # the embeddings do not fit those dictionaries
-            raise ConfigError(f"--teacher-path {path} was trained with other dictionaries than --data "
+            raise ConfigError(f"{flag} {path} was trained with other dictionaries than --data "
                               f"{task.cfg.data}: {str(error).splitlines()[-1].strip()}") from None
     if stock_task(teacher_cfg.task._name) != stock_task(task.cfg._name):
-        raise ConfigError(f"--teacher-path {path} was trained for the task {teacher_cfg.task._name}; the student's "
+        raise ConfigError(f"{flag} {path} was trained for the task {teacher_cfg.task._name}; the student's "
                           f"task is {task.cfg._name}")
     for side in ("source_dictionary", "target_dictionary"):
         mine, theirs = getattr(task, side), getattr(teacher_task, side)
         if mine is not None and (theirs is None or mine.symbols != theirs.symbols):
-            raise ConfigError(f"--teacher-path {path} was trained with another {side.replace('_', ' ')} "
+            raise ConfigError(f"{flag} {path} was trained with another {side.replace('_', ' ')} "
                               f"({len(theirs or [])} symbols) than --data {task.cfg.data} ({len(mine)}): "
                               "the teacher and the student must share their dictionaries")
     return teacher
