@@ -77,19 +77,23 @@ def _export(args):
 
     _check_out(args)
     if args.format == "ctranslate2":
-        from .deploy.to_ctranslate2 import export_ctranslate2
+        from .deploy.to_ctranslate2 import VmapSize, export_ctranslate2
 
         if not args.data:
             raise ValueError("--format ctranslate2 needs --data DIR: the data-bin of the checkpoint (its "
                              "dict.*.txt and spm.model go with the model)")
         if args.part:
             raise ValueError("--part applies to --format transformers (ELECTRA checkpoints)")
-        report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization))
+        vmap = VmapSize(args.vmap_top_k, args.vmap_frequent) if args.vmap else None
+        report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization,
+                                                                          vmap))
     else:
         from .deploy.to_transformers import export_transformers
 
         if args.quantization:
             raise ValueError("--quantization applies to --format ctranslate2; transformers models are written in fp32")
+        if args.vmap:
+            raise ValueError("--vmap applies to --format ctranslate2")
         report = write_directory(args.out, lambda out: export_transformers(args.path, out, args.part, args.data))
     print(json.dumps(report))
 
@@ -189,6 +193,11 @@ def build_parser():
                         "for ctranslate2, default for transformers: the one it was trained on")
     export.add_argument("--quantization", metavar="TYPE", help="ctranslate2 weights: int8, int8_float32, "
                         "int8_float16, float16 or float32 (default: as trained, float32)")
+    export.add_argument("--vmap", action="store_true", help="ctranslate2: add a vocabulary map built from --data's "
+                        "training split (translate with use_vmap=True, or scripts/eval_bleu.sh --vmap)")
+    export.add_argument("--vmap-top-k", type=int, default=20, metavar="K", help="target pieces per source piece")
+    export.add_argument("--vmap-frequent", type=int, default=100, metavar="N",
+                        help="most frequent target pieces, allowed in every batch")
     export.add_argument("--part", metavar="PART", help="ELECTRA: discriminator (default; ElectraForPreTraining) or "
                         "generator (ElectraForMaskedLM)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
