@@ -98,7 +98,7 @@ def test_hydra_train_with_drophead_overrides(mt_data, tmp_path):
 
 
 def test_int8_benchmark_reads_speed_and_bleu_from_eval_bleu(mt_data, mt_checkpoint, tmp_path):
-    """The benchmarks' shared race (scripts/benchmarks/generation_speed.py) on a real checkpoint."""
+    """The benchmarks' shared race (fairseq_compress.studies.translation_race) on a real checkpoint."""
     checkpoint = tmp_path / "model.pt"  # eval_bleu.sh writes its hypotheses beside the checkpoint
     shutil.copy(mt_checkpoint, checkpoint)
     out = run(["python", ROOT / "scripts/benchmarks/int8_inference.py", "--ckpt", checkpoint, "--data", mt_data,
