@@ -17,6 +17,11 @@ def config_value(model_cfg, key):
     return model_cfg.get(key) if isinstance(model_cfg, dict) else getattr(model_cfg, key, None)
 
 
+def stock_task(name: str) -> str:
+    """The stock fairseq task that the plugin's task `name` extends (`name` itself for a stock task)."""
+    return re.sub(r"_(pruning|timed)$", "", name)
+
+
 def trained_as(path: str) -> TrainedAs:
     state = load_state(path)
     cfg = state.get("cfg") if isinstance(state, dict) else None
@@ -24,4 +29,4 @@ def trained_as(path: str) -> TrainedAs:
         raise ValueError(f"--path {path} holds no training config ('cfg'): not a checkpoint of fairseq-train")
     model = cfg["model"]
     arch = config_value(model, "arch") or config_value(model, "_name")
-    return {"task": re.sub(r"_(pruning|timed)$", "", cfg["task"]["_name"]), "arch": arch, "data": cfg["task"]["data"]}
+    return {"task": stock_task(cfg["task"]["_name"]), "arch": arch, "data": cfg["task"]["data"]}

@@ -77,21 +77,32 @@ def _export(args):
 
     _check_out(args)
     if args.format == "ctranslate2":
-        from .deploy.to_ctranslate2 import export_ctranslate2
+        from .deploy.to_ctranslate2 import VmapSize, export_ctranslate2
 
         if not args.data:
             raise ValueError("--format ctranslate2 needs --data DIR: the data-bin of the checkpoint (its "
                              "dict.*.txt and spm.model go with the model)")
         if args.part:
             raise ValueError("--part applies to --format transformers (ELECTRA checkpoints)")
-        report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization))
+        vmap = VmapSize(args.vmap_top_k, args.vmap_frequent) if args.vmap else None
+        report = write_directory(args.out, lambda out: export_ctranslate2(args.path, args.data, out, args.quantization,
+                                                                          vmap))
     else:
         from .deploy.to_transformers import export_transformers
 
         if args.quantization:
             raise ValueError("--quantization applies to --format ctranslate2; transformers models are written in fp32")
+        if args.vmap:
+            raise ValueError("--vmap applies to --format ctranslate2")
         report = write_directory(args.out, lambda out: export_transformers(args.path, out, args.part, args.data))
     print(json.dumps(report))
+
+
+def _distill_data(args):
+    from .compress.sequence_kd import distill_data
+
+    print(json.dumps(distill_data(args.teacher, args.data, args.out, args.beam, args.batch_size, args.shard_size,
+                                  args.max_len_a, args.max_len_b)))
 
 
 def _plot(args):
@@ -182,10 +193,29 @@ def build_parser():
                         "for ctranslate2, default for transformers: the one it was trained on")
     export.add_argument("--quantization", metavar="TYPE", help="ctranslate2 weights: int8, int8_float32, "
                         "int8_float16, float16 or float32 (default: as trained, float32)")
+    export.add_argument("--vmap", action="store_true", help="ctranslate2: add a vocabulary map built from --data's "
+                        "training split (translate with use_vmap=True, or scripts/eval_bleu.sh --vmap)")
+    export.add_argument("--vmap-top-k", type=int, default=20, metavar="K", help="target pieces per source piece")
+    export.add_argument("--vmap-frequent", type=int, default=100, metavar="N",
+                        help="most frequent target pieces, allowed in every batch")
     export.add_argument("--part", metavar="PART", help="ELECTRA: discriminator (default; ElectraForPreTraining) or "
                         "generator (ElectraForMaskedLM)")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.set_defaults(run=_export)
+    kd_data = commands.add_parser(
+        "distill-data", help="sequence-level knowledge distillation data: the training split translated by a teacher, "
+                             "as a data-bin with the original dictionaries, valid and test splits")
+    kd_data.add_argument("--teacher", required=True, metavar="CKPT_OR_CT2_DIR",
+                         help="the teacher: a translation checkpoint, or its CTranslate2 export (faster)")
+    kd_data.add_argument("--data", required=True, metavar="DIR", help="the data-bin to distill (scripts/prepare_mt.sh)")
+    kd_data.add_argument("--out", required=True, metavar="DIR", help="the new data-bin (a killed run resumes from "
+                                                                     "DIR.partial)")
+    kd_data.add_argument("--beam", type=int, default=5)
+    kd_data.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    kd_data.add_argument("--shard-size", type=int, default=1000, help="sentences per resumable shard")
+    kd_data.add_argument("--max-len-a", type=float, default=1.5, help="translations are capped at A x source + B")
+    kd_data.add_argument("--max-len-b", type=int, default=10)
+    kd_data.set_defaults(run=_distill_data)
     plot = commands.add_parser("plot", help="learning curves of a size sweep (SWEEP_DIR/<run>/curve.jsonl), one "
                                             "line per run")
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory of runs trained with --task *_timed")

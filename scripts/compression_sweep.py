@@ -15,18 +15,16 @@ Every step's output is a file under --out, reused when present, so an interrupte
 """
 import argparse
 import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List
 
 from fairseq_compress.checkpoint_info import trained_as
 from fairseq_compress.compress.scalar_quantizer import BITS
 from fairseq_compress.compress.size import checkpoint_size
+from fairseq_compress.studies.stages import ROOT, make_once, run, run_once
 
-ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("translation", "sentence_prediction")
 METHODS = ("quantize", "oneshot", "gradual")
 RESTORE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]
@@ -40,39 +38,6 @@ class Model:
     arch: str
     data: Path
     work: Path  # --out/<name>: every file the sweep makes of this model
-
-
-def tool_env() -> dict:
-    """The environment of every step: the venv's tools on PATH (unless the caller's PATH holds
-    them already, as the suite's shims do), as scripts/lib/common.sh sets it for the bash steps."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    return os.environ if venv_bin in path.split(os.pathsep) else {**os.environ, "PATH": venv_bin + os.pathsep + path}
-
-
-def run(cmd: Sequence, stdout=subprocess.DEVNULL) -> None:
-    """Run one step; a failed step stops the sweep with the step's name and its last line of stderr."""
-    result = subprocess.run([str(c) for c in cmd], stdout=stdout, stderr=subprocess.PIPE, text=True, env=tool_env())
-    if result.returncode:
-        step = Path(str(cmd[1] if cmd[0] in ("bash", sys.executable) else cmd[0])).name
-        last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
-        sys.exit(f"error: {step} failed: {last[0]}")
-
-
-def run_once(out: Path, cmd: Sequence) -> None:
-    """Run cmd with its stdout into `out` unless `out` exists; a killed step leaves no `out`."""
-    if out.exists():
-        return
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w") as f:
-        run(cmd, stdout=f)
-    tmp.replace(out)
-
-
-def make_once(out: Path, cmd: Sequence) -> None:
-    """Run cmd, which writes the file `out`, unless `out` exists."""
-    if not out.exists():
-        run(cmd)
 
 
 def describe(model: Model, file: Path, method: str, sparsity: float, bits: int) -> None:

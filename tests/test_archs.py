@@ -5,7 +5,7 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_MODEL_REGISTRY
 
 import fairseq_compress  # noqa: F401  (registers the archs)
-from fairseq_compress.models.arch_grid import DEPTHS, WIDTHS
+from fairseq_compress.models.arch_grid import DEPTHS, STUDENT_DECODER_DEPTHS, STUDENT_ENCODER_DEPTHS, WIDTHS
 
 from conftest import USER_DIR
 
@@ -32,14 +32,16 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def transformer_params(vocab, layers, width):
-    """Pre-norm encoder-decoder, all embeddings shared, sinusoidal positions."""
+def transformer_params(vocab, layers, width, decoder_layers=None):
+    """Pre-norm encoder-decoder (decoder as deep as the encoder unless given), all embeddings
+    shared, sinusoidal positions."""
     attention = 4 * width * width + 4 * width
     ffn = 8 * width * width + 5 * width
     layer_norm = 2 * width
     encoder_layer = attention + ffn + 2 * layer_norm
     decoder_layer = 2 * attention + ffn + 3 * layer_norm
-    return vocab * width + layers * (encoder_layer + decoder_layer) + 2 * layer_norm
+    decoder_layers = layers if decoder_layers is None else decoder_layers
+    return vocab * width + layers * encoder_layer + decoder_layers * decoder_layer + 2 * layer_norm
 
 
 def roberta_params(vocab, layers, width, max_positions=512):
@@ -89,3 +91,23 @@ def test_roberta_param_count_matches_formula(mt_dicts, layers, width):
 def test_command_line_overrides_the_arch_defaults(mt_dicts):
     _, _, args = build("roberta_l2_h128", "masked_lm", mt_dicts, ["--encoder-layers", "3", "--encoder-attention-heads", "4"])
     assert args.encoder_layers == 3 and args.encoder_attention_heads == 4 and args.encoder_embed_dim == 128
+
+
+def test_every_student_shape_is_registered():
+    names = {f"transformer_e{e}d{d}_h{w}" for e in STUDENT_ENCODER_DEPTHS for d in STUDENT_DECODER_DEPTHS for w in WIDTHS}
+    assert {"transformer_e6d1_h256", "transformer_e3d1_h256", "transformer_e6d2_h256"} <= names <= set(ARCH_MODEL_REGISTRY)
+    assert {ARCH_MODEL_REGISTRY[name].__name__ for name in names} == {"CompressTransformerModel"}
+
+
+@pytest.mark.parametrize("encoder_layers,decoder_layers,width", [(6, 1, 256), (3, 2, 128)])
+def test_student_param_count_matches_formula(mt_dicts, encoder_layers, decoder_layers, width):
+    model, task, args = build(f"transformer_e{encoder_layers}d{decoder_layers}_h{width}", "translation", mt_dicts,
+                              ["-s", "en", "-t", "fr"])
+    assert (len(model.encoder.layers), len(model.decoder.layers)) == (encoder_layers, decoder_layers)
+    assert args.encoder_normalize_before and args.decoder_normalize_before
+    assert n_params(model) == transformer_params(len(task.source_dictionary), encoder_layers, width, decoder_layers)
+
+
+def test_a_student_flag_on_the_command_line_wins(mt_dicts):
+    model, _, _ = build("transformer_e6d1_h256", "translation", mt_dicts, ["-s", "en", "-t", "fr", "--decoder-layers", "2"])
+    assert (len(model.encoder.layers), len(model.decoder.layers)) == (6, 2)

@@ -11,14 +11,16 @@ import fairseq_compress  # noqa: F401  (safe loading of fairseq checkpoints)
 from conftest import ROOT, USER_DIR, one_line_error, run
 
 
-def test_eval_bleu_scores_detokenized_hypotheses(mt_data, mt_checkpoint):
-    result = run(["bash", ROOT / "scripts/eval_bleu.sh", mt_checkpoint, mt_data, "--beam", "2", "--json"])
+def test_eval_bleu_scores_detokenized_hypotheses(mt_data, mt_checkpoint, tmp_path):
+    checkpoint = tmp_path / "model.pt"  # eval_bleu.sh writes its hypotheses beside the checkpoint, not in a fixture
+    shutil.copy(mt_checkpoint, checkpoint)
+    result = run(["bash", ROOT / "scripts/eval_bleu.sh", checkpoint, mt_data, "--beam", "2", "--json"])
     score = json.loads(result.stdout)
     assert score["sentences"] == 200
     assert "case:mixed" in score["signature"] and "tok:13a" in score["signature"]
     assert 0.0 <= score["bleu"] <= 100.0
     assert score["sentences_per_s"] > 0  # fairseq-generate's own timer, from the translation log
-    hypotheses = mt_checkpoint.with_suffix(".test.hyp").read_text(encoding="utf-8").splitlines()
+    hypotheses = checkpoint.with_suffix(".test.hyp").read_text(encoding="utf-8").splitlines()
     assert len(hypotheses) == 200
     assert not any("\u2581" in h for h in hypotheses), "sentencepiece was not decoded"
 
@@ -98,7 +100,7 @@ def test_hydra_train_with_drophead_overrides(mt_data, tmp_path):
 
 
 def test_int8_benchmark_reads_speed_and_bleu_from_eval_bleu(mt_data, mt_checkpoint, tmp_path):
-    """The benchmarks' shared race (scripts/benchmarks/generation_speed.py) on a real checkpoint."""
+    """The benchmarks' shared race (fairseq_compress.studies.translation_race) on a real checkpoint."""
     checkpoint = tmp_path / "model.pt"  # eval_bleu.sh writes its hypotheses beside the checkpoint
     shutil.copy(mt_checkpoint, checkpoint)
     out = run(["python", ROOT / "scripts/benchmarks/int8_inference.py", "--ckpt", checkpoint, "--data", mt_data,

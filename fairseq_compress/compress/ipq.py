@@ -27,11 +27,11 @@ from torch import nn
 
 from fairseq.utils import safe_getattr
 
+from ..criterions.distillation import DistillationCriterion, check_kd_options
 from ..errors import ConfigError
 from ..model_loading import load_model
 from .checkpoint_format import (encode_dense, load_dense_checkpoint, encode_ipq, pq_decode, round_trip_dense, tie_key,
                                 with_aliases, write_checkpoint)
-from .distillation import distilled
 
 logger = logging.getLogger(__name__)
 QUANTIZABLE = (nn.Linear, nn.Embedding)
@@ -215,7 +215,7 @@ def compressed_model_state(model, dense_keys):
 
 @dataclass(frozen=True)
 class Distillation:
-    """Fine-tune against the uncompressed model too (compress/distillation.py)."""
+    """Fine-tune against the uncompressed model too (criterions/distillation.py)."""
     teacher: nn.Module
     temperature: float = 2.0
     weight: float = 0.5
@@ -240,7 +240,8 @@ def finetune(model, cfg, task, updates, lr, distillation=None):
     task.load_dataset(cfg.dataset.train_subset, combine=False, epoch=1)
     criterion = task.build_criterion(cfg.criterion)
     if distillation is not None:
-        criterion = distilled(criterion, task, distillation.teacher, distillation.temperature, distillation.weight)
+        criterion = DistillationCriterion.wrapping(criterion, task, distillation.teacher, distillation.temperature,
+                                                   distillation.weight)
     trainer = Trainer(cfg, task, model, criterion)
     model.train()
     done, epoch = 0, 1
@@ -257,10 +258,7 @@ def finetune(model, cfg, task, updates, lr, distillation=None):
 def check_distillation(cfg, data, finetune_updates, temperature, weight):
     if not (data and finetune_updates):
         raise ConfigError("--distill acts in the fine-tuning between stages: pass --data DIR and --finetune-updates N > 0")
-    if not temperature > 0:
-        raise ConfigError(f"--distill-temperature must be > 0, got {temperature}")
-    if not 0 <= weight <= 1:
-        raise ConfigError(f"--distill-weight must be in [0, 1], got {weight}")
+    check_kd_options(weight, temperature, "--distill-weight", "--distill-temperature")
     if "electra" in (cfg.criterion._name, safe_getattr(cfg.criterion, "qn_criterion", None)):
         raise ConfigError("--distill needs one output distribution per position; ELECTRA's discriminator gives one "
                           "logit per token and its input is sampled anew each call")

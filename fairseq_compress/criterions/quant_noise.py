@@ -11,13 +11,12 @@ parameters and ``state_dict`` never holds noise. Noise is
 drawn from torch's global generator, which fairseq's trainer seeds with
 seed + num_updates before each update: a resumed run draws the same noise.
 """
-import dataclasses
 import re
 from dataclasses import dataclass, field
 
 from omegaconf import II
 from fairseq import utils
-from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY, FairseqCriterion, register_criterion
+from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.utils import safe_getattr
@@ -25,6 +24,7 @@ from torch.nn.utils import parametrize
 
 from ..compress.scalar_quantizer import BITS
 from ..errors import ConfigError
+from .inner_criterion import chosen_inner_class, subclass_for, with_inner_options
 from ..modules.quant_noise import (noised_modules, noised_parameters, pq_noise, recompute_with_noise, scalar_noise,
                                    swapped_parameters)
 
@@ -45,21 +45,7 @@ class QuantNoiseOptions(FairseqDataclass):
     ddp_backend: str = II("distributed_training.ddp_backend")
 
 
-def with_inner_options(options_class):
-    """The criterion's config: its own options plus every supported inner
-    criterion's, so `--label-smoothing` & co. parse as usual (no name clashes)."""
-    fields = {f.name: f for f in dataclasses.fields(options_class)}
-    for name in INNER_CRITERIA:
-        for f in dataclasses.fields(CRITERION_DATACLASS_REGISTRY[name]):
-            fields.setdefault(f.name, f)
-    specs = []
-    for f in fields.values():
-        default = {"default_factory": f.default_factory} if f.default is dataclasses.MISSING else {"default": f.default}
-        specs.append((f.name, f.type, field(metadata=f.metadata, **default)))
-    return dataclasses.make_dataclass("QuantNoiseConfig", specs, bases=(FairseqDataclass,))
-
-
-QuantNoiseConfig = with_inner_options(QuantNoiseOptions)
+QuantNoiseConfig = with_inner_options("QuantNoiseConfig", QuantNoiseOptions, INNER_CRITERIA)
 
 
 @register_criterion("quant_noise", dataclass=QuantNoiseConfig)
@@ -81,10 +67,8 @@ class QuantNoiseCriterion(FairseqCriterion):
     @classmethod
     def build_criterion(cls, cfg, task):
         check_options(cfg)
-        inner_class = CRITERION_REGISTRY[cfg.qn_criterion]
-        inner = inner_class.build_criterion(cfg, task)
-        wrapped = type(f"QuantNoise{inner_class.__name__}", (cls,), {"inner_class": inner_class})
-        return wrapped(cfg, task, inner)
+        inner = chosen_inner_class("--qn-criterion", cfg.qn_criterion, INNER_CRITERIA)
+        return subclass_for(cls, inner)(cfg, task, inner.build_criterion(cfg, task))
 
     def forward(self, model, sample, reduce=True):
         if not model.training or (self.pq == 0 and self.scalar == 0):
@@ -143,8 +127,6 @@ def check_options(cfg):
     if safe_getattr(cfg, "ddp_backend", None) == "fully_sharded":
         raise ConfigError("--criterion quant_noise does not work with --ddp-backend fully_sharded (it flattens the "
                           "weights that the noise replaces module by module); use legacy_ddp, no_c10d or pytorch_ddp")
-    if cfg.qn_criterion not in INNER_CRITERIA or cfg.qn_criterion not in CRITERION_REGISTRY:
-        raise ConfigError(f"--qn-criterion must be one of {', '.join(INNER_CRITERIA)}, got {cfg.qn_criterion}")
     for flag, p in (("--qn-pq", cfg.qn_pq), ("--qn-scalar", cfg.qn_scalar)):
         if not 0 <= p < 1:
             raise ConfigError(f"{flag} must be in [0, 1), got {p}")

@@ -13,6 +13,8 @@ format is written by hand.
 import argparse
 import os
 import shutil
+import tempfile
+from typing import NamedTuple, Optional
 
 import torch
 from ctranslate2.converters import fairseq as ct2_fairseq
@@ -24,8 +26,14 @@ from fairseq.utils import safe_getattr
 from ..errors import ConfigError
 from ..model_loading import load_model
 from . import SPM_MODEL
+from .vocabulary_map import write_vocabulary_map
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "float16", "float32")
+
+
+class VmapSize(NamedTuple):
+    top_k: int = 20  # target pieces per source piece
+    frequent: int = 100  # most frequent target pieces, always allowed
 
 
 def stack_heads(layers, attention_names):
@@ -83,9 +91,12 @@ def check_quantization(quantization):
         raise ConfigError(f"--quantization {quantization}: allowed values are {', '.join(QUANTIZATIONS)}")
 
 
-def export_ctranslate2(path: str, data: str, out: str, quantization=None) -> dict:
-    """Write the CTranslate2 model of the translation checkpoint `path` into the new directory `out`."""
+def export_ctranslate2(path: str, data: str, out: str, quantization=None, vmap: Optional[VmapSize] = None) -> dict:
+    """Write the CTranslate2 model of the translation checkpoint `path` into the new directory `out`,
+    with a vocabulary map of `data`'s training split when `vmap` is given."""
     check_quantization(quantization)
+    if vmap is not None and not (vmap.top_k >= 1 and vmap.frequent >= 0):
+        raise ConfigError(f"--vmap-top-k must be >= 1 and --vmap-frequent >= 0, got {vmap.top_k} and {vmap.frequent}")
     if not os.path.isfile(os.path.join(data, SPM_MODEL)):
         raise ConfigError(f"--data {data} has no {SPM_MODEL}: pass the data-bin of scripts/prepare_mt.sh, "
                           "whose sentencepiece model goes with the exported model")
@@ -95,6 +106,12 @@ def export_ctranslate2(path: str, data: str, out: str, quantization=None) -> dic
                           f"{type(model).__name__} (arch {safe_getattr(cfg.model, 'arch', '?')})")
     args = cfg.model if isinstance(cfg.model, argparse.Namespace) else argparse.Namespace(**cfg.model)
     model.requires_grad_(False)  # CTranslate2's setters call .numpy() on the weights
-    LoadedModelConverter(model, task, args).convert(out, quantization=quantization)
+    report = {"format": "ctranslate2", "quantization": quantization or "float32"}
+    with tempfile.TemporaryDirectory() as scratch:
+        vmap_file = None
+        if vmap is not None:
+            vmap_file = os.path.join(scratch, "vmap.txt")
+            report["vmap_lines"] = write_vocabulary_map(vmap_file, task, vmap.top_k, vmap.frequent)
+        LoadedModelConverter(model, task, args).convert(out, vmap=vmap_file, quantization=quantization)
     shutil.copy(os.path.join(data, SPM_MODEL), os.path.join(out, SPM_MODEL))
-    return {"format": "ctranslate2", "quantization": quantization or "float32"}
+    return report

@@ -1,4 +1,5 @@
-"""Encoder-decoder Transformer of the size sweeps: ``transformer_l{L}_h{H}``.
+"""Encoder-decoder Transformer of the size sweeps, ``transformer_l{L}_h{H}``, and of the
+distillation students, ``transformer_e{E}d{D}_h{H}``.
 
 The model class is the stock fairseq Transformer; it gets its own registration
 so the DropHead, quant-noise and pruning features have one class to extend.
@@ -11,7 +12,7 @@ from fairseq.utils import safe_getattr
 from ..modules.int8_inference import Int8InferenceMixin
 from ..modules.scheduled_drophead import ScheduledDropHeadMixin
 from .layer_shapes import LayerShapesMixin
-from .arch_grid import FFN_RATIO, heads_for, register_sized_archs
+from .arch_grid import FFN_RATIO, heads_for, register_sized_archs, register_student_archs
 
 MODEL_NAME = "compress_transformer"
 
@@ -21,8 +22,8 @@ class CompressTransformerModel(Int8InferenceMixin, ScheduledDropHeadMixin, Layer
     pass
 
 
-def set_transformer_size(args, layers, width):
-    for side in ("encoder", "decoder"):
+def set_transformer_shape(args, encoder_layers, decoder_layers, width):
+    for side, layers in (("encoder", encoder_layers), ("decoder", decoder_layers)):
         setattr(args, f"{side}_layers", safe_getattr(args, f"{side}_layers", layers))
         setattr(args, f"{side}_embed_dim", safe_getattr(args, f"{side}_embed_dim", width))
         setattr(
@@ -45,6 +46,11 @@ def set_transformer_size(args, layers, width):
     args.share_all_embeddings = safe_getattr(args, "share_all_embeddings", True)
 
 
+def set_transformer_size(args, layers, width):
+    set_transformer_shape(args, layers, layers, width)
+
+
 register_sized_archs(MODEL_NAME, "transformer", set_transformer_size, base_architecture)
+register_student_archs(MODEL_NAME, set_transformer_shape, base_architecture)
 # a stock fairseq `transformer` checkpoint after fairseq-compress shrink: its config holds every size
 register_model_architecture(MODEL_NAME, "shrunk_transformer")(base_architecture)

@@ -3,7 +3,7 @@ measured in one run.
 
 Exports CKPT (and --shrunk CKPT, a fairseq-compress shrink output, fine-tuned or not) with
 ``fairseq-compress export --format ctranslate2`` in float32 and int8, then translates the test
-split with each contender in turn, --repeats times (generation_speed.py: beam 5, batches of 64,
+split with each contender in turn, --repeats times (fairseq_compress.studies.translation_race: beam 5, batches of 64,
 the same length caps, one thread with OMP_NUM_THREADS=1): stock fairseq-generate fp32, fairseq-
 generate with the plugin's int8 (--model-overrides "{'int8_inference': True}"), CTranslate2
 float32 and int8. Prints sentences/s (median), the ratio to fairseq fp32 of the same model, BLEU
@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from generation_speed import INT8, ROOT, race
+from fairseq_compress.studies.stages import ROOT
+from fairseq_compress.studies.translation_race import INT8, race
 
 from fairseq_compress.compress.size import deployed_bytes
 

@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from generation_speed import INT8, ROOT, race
+from fairseq_compress.studies.stages import ROOT
+from fairseq_compress.studies.translation_race import INT8, race
 
 
 def main():

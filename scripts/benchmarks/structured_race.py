@@ -1,6 +1,6 @@
 """Sentences/s of every contender of scripts/structured_study.sh on one thread and on two, in one
 run: each repeat runs every contender in turn on DATA's test split, one thread then two, so
-machine noise hits all alike. --task mt translates (generation_speed.translate: eval_bleu.sh,
+machine noise hits all alike. --task mt translates (translation_race.translate: eval_bleu.sh,
 the stock fairseq-generate, beam 5, its own timer); --task cls classifies (eval_cls.sh --speed:
 the stock fairseq-validate with its forward passes timed, dev and test splits, or with
 --speed-sentences N a random sample of N of each). A contender is
@@ -20,7 +20,8 @@ from pathlib import Path
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from generation_speed import INT8, ROOT, translate
+from fairseq_compress.studies.stages import ROOT
+from fairseq_compress.studies.translation_race import INT8, translate
 
 THREADS = (1, 2)
 

@@ -3,7 +3,7 @@
 Shrinks CKPT (a trained transformer_l*_h*) to --heads-keep / --ffn-keep, fine-tunes the shrunk
 model for --finetune-updates updates (scripts/train_mt.sh --restore-file, lr 5e-4, no warmup;
 0: none), then translates the test split with the stock fairseq-generate, alternating dense
-fp32, shrunk fp32 and shrunk int8 (generation_speed.py). Prints sentences/s of each, the
+fp32, shrunk fp32 and shrunk int8 (fairseq_compress.studies.translation_race). Prints sentences/s of each, the
 speed-ups over dense fp32 (targets on transformer_l3_h256 with 50 % of heads and FFN kept,
 fine-tuned: >= 1.6x in fp32 at <= 1.0 BLEU lost; >= 2.5x in int8) and the BLEU of each.
 
@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from generation_speed import INT8, ROOT, race
+from fairseq_compress.studies.stages import ROOT
+from fairseq_compress.studies.translation_race import INT8, race
 
 
 def run(cmd):

@@ -147,6 +147,7 @@ run_training() {
   local save_dir=$1; shift
   local stamp
   stamp=$(printf '%q ' "$@")
+  stamp=${stamp//"$ROOT"/'$ROOT'}  # the plugin's path: a run resumes from another checkout of the repo
   if [[ -e $save_dir ]]; then
     if [[ ${FORCE:-0} == 1 ]]; then
       rm -rf "$save_dir"

@@ -1,0 +1,289 @@
+"""Distillation into fast students (docs/distillation.md): does a large teacher pay at equal speed?
+
+Stages, in order; each one's result file is its stamp, so a rerun reuses what is done:
+  1. the teacher, and beside it the student arch trained from scratch (every seed);
+  2. the teacher's CTranslate2 int8 export, and the training split translated by it
+     (``fairseq-compress distill-data``: sequence-level KD data);
+  3. the student arch with word-level KD (``--criterion distillation``), with sequence-level KD (on
+     the distilled data) and with both; the deep-encoder / shallow-decoder arch with sequence-level
+     KD (every seed); the teacher shrunk toward the student's speed (``fairseq-compress shrink``),
+     fine-tuned with both kinds of KD (pruning + KD); every student gets the same updates;
+  4. every model exported to CTranslate2 int8 and raced on the test split at each beam, one
+     thread, the contenders alternating;
+  5. the CSV (test BLEU, MB, sentences/s, speed against the teacher at beam 5) and the plot of
+     BLEU against sentences/s.
+
+    .venv/bin/python -m fairseq_compress.studies.distillation [--config FILE] [key=value ...]
+
+Recipes and budgets: configs/distillation.yaml (configs/distillation_smoke.yaml: the suite's toy run).
+"""
+import argparse
+import csv
+import json
+import logging
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..compress.size import deployed_bytes
+from .stages import ROOT, in_parallel, make_once, run
+from .translation_race import race
+
+CONFIGS = Path(__file__).parent / "configs"
+RESTORE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]
+
+
+@dataclass
+class Recipe:
+    lr: float = 0.002
+    warmup: int = 400
+    max_tokens: int = 1024
+
+
+@dataclass
+class Teacher:
+    arch: str = "transformer_l3_h256"
+    updates: int = 5000
+
+
+@dataclass
+class Student:
+    arch: str = "transformer_l2_h128"
+    deep_shallow_arch: str = "transformer_e3d1_h256"
+    updates: int = 3000
+
+
+@dataclass
+class KD:
+    weight: float = 0.5
+    temperature: float = 1.0
+    data_beam: int = 5
+
+
+@dataclass
+class Pruned:
+    heads_keep: float = 0.5
+    ffn_keep: float = 0.5
+    layers_keep: str = "0"
+    lr: float = 0.0005
+    warmup: int = 100
+
+
+@dataclass
+class Race:
+    beams: List[int] = field(default_factory=lambda: [5, 1])
+    repeats: int = 2
+
+
+@dataclass
+class StudyConfig:
+    data: str = MISSING
+    out: str = MISSING
+    csv: str = MISSING
+    jobs: int = 2
+    seeds: List[int] = field(default_factory=lambda: [1, 2])
+    recipe: Recipe = field(default_factory=Recipe)
+    teacher: Teacher = field(default_factory=Teacher)
+    student: Student = field(default_factory=Student)
+    kd: KD = field(default_factory=KD)
+    pruned: Pruned = field(default_factory=Pruned)
+    race: Race = field(default_factory=Race)
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str  # the row: teacher, scratch, word_kd, seq_kd, seq_word_kd, deep_shallow_seq_kd, pruned_kd
+    arch: str
+    seed: int
+    checkpoint: Path
+
+
+def load_config(argv: Optional[List[str]]) -> StudyConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=CONFIGS / "distillation.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. seeds=[1] teacher.updates=2000")
+    args = parser.parse_args(argv)
+    if not args.config.is_file():
+        sys.exit(f"error: --config {args.config}: no such file")
+    try:
+        config = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(args.config),
+                                 OmegaConf.from_dotlist(args.overrides))
+        OmegaConf.to_container(config, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        sys.exit(f"error: {args.config}: {f'{key}: ' if key else ''}{str(error).splitlines()[0]}")
+    return config
+
+
+def check_config(config: StudyConfig) -> None:
+    """Bad values stop the study before any work, with one line."""
+    data = Path(config.data)
+    if not (data / "spm.model").is_file() or not list(data.glob("train.*-*.*.bin")):
+        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    if not config.seeds or config.jobs < 1 or 5 not in config.race.beams or config.race.repeats < 1:
+        sys.exit("error: seeds must not be empty, race.beams must hold 5 (the teacher's reference), "
+                 "jobs and race.repeats must be >= 1")
+    for name, updates in (("teacher.updates", config.teacher.updates), ("student.updates", config.student.updates)):
+        if updates < 1:
+            sys.exit(f"error: {name} must be >= 1, got {updates}")
+    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
+        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
+
+
+def train(config: StudyConfig, data: Path, save: Path, arch: str, updates: int, seed: int = 1,
+          flags: tuple = (), lr: Optional[float] = None, warmup: Optional[int] = None) -> Path:
+    """scripts/train_mt.sh with the study's recipe (it reuses a finished run); the last checkpoint."""
+    recipe = config.recipe
+    run(["bash", ROOT / "scripts/train_mt.sh", data, save, "--arch", arch, "--max-update", updates, "--seed", seed,
+         "--lr", lr or recipe.lr, "--warmup", warmup or recipe.warmup, "--max-tokens", recipe.max_tokens,
+         "--", *flags])
+    return save / "checkpoint_last.pt"
+
+
+def export_int8(checkpoint: Path, data: Path, out: Path) -> Path:
+    make_once(out / "model.bin", ["fairseq-compress", "export", "--format", "ctranslate2", "--path", checkpoint,
+                                  "--data", data, "--out", out, "--quantization", "int8", "--force"])
+    return out
+
+
+def kd_flags(config: StudyConfig, teacher: Path) -> list:
+    return ["--criterion", "distillation", "--kd-criterion", "label_smoothed_cross_entropy", "--teacher-path",
+            teacher.resolve(), "--kd-weight", config.kd.weight, "--kd-temperature", config.kd.temperature]
+
+
+def race_once(out: Path, contenders: Dict[str, Path], data: Path, beam: int, repeats: int) -> dict:
+    """{name: [BLEU, sentences/s]} of the CTranslate2 race at `beam`, run once into `out`."""
+    if not out.exists():
+        results = race({name: (path, []) for name, path in contenders.items()}, data, repeats, ["--beam", str(beam)])
+        out.write_text(json.dumps(results))
+    return json.loads(out.read_text())
+
+
+def write_rows(path: Path, contenders: List[Contender], exported: Dict[str, Path], races: Dict[int, dict]) -> list:
+    teacher_speed = races[5]["teacher"][1]  # the target's reference: the teacher at beam 5
+    rows = []
+    for contender in contenders:
+        key = exported_key(contender)
+        for beam, results in races.items():
+            bleu, speed = results[key]
+            rows.append({"model": contender.name, "arch": contender.arch, "seed": contender.seed, "beam": beam,
+                         "bleu": bleu, "mb": round(deployed_bytes(exported[key]) / 1e6, 2),
+                         "sentences_per_s": speed, "speed_vs_teacher_beam5": round(speed / teacher_speed, 2)})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def exported_key(contender: Contender) -> str:
+    return f"{contender.name}_seed{contender.seed}" if contender.name != "teacher" else "teacher"
+
+
+def plot(rows: list, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = list(dict.fromkeys(row["model"] for row in rows))
+    for colour, name in zip(plt.cm.tab10.colors, names):
+        for beam, marker in ((5, "o"), (1, "^")):
+            mine = [row for row in rows if row["model"] == name and row["beam"] == beam]
+            if mine:
+                ax.scatter([r["sentences_per_s"] for r in mine], [r["bleu"] for r in mine], color=colour,
+                           marker=marker, label=f"{name}, beam {beam}")
+    ax.set_xscale("log")
+    ax.set_xlabel("sentences/s (CTranslate2 int8, 1 thread, log scale)")
+    ax.set_ylabel("test BLEU")
+    ax.set_title("Distillation: BLEU against speed (each seed a point)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def summary(rows: list) -> str:
+    """The docs' table: per model and beam, BLEU mean +- std over seeds, speed and its ratio."""
+    lines = ["| model | beam | test BLEU | MB | sentences/s | vs teacher beam 5 |", "|---|---:|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(row["model"] for row in rows):
+        for beam in dict.fromkeys(row["beam"] for row in rows):
+            mine = [row for row in rows if row["model"] == name and row["beam"] == beam]
+            bleus = [r["bleu"] for r in mine]
+            spread = f" +- {statistics.stdev(bleus):.2f}" if len(bleus) > 1 else ""
+            lines.append(f"| {name} | {beam} | {statistics.mean(bleus):.2f}{spread} | {mine[0]['mb']} | "
+                         f"{statistics.mean(r['sentences_per_s'] for r in mine):.1f} | "
+                         f"{statistics.mean(r['speed_vs_teacher_beam5'] for r in mine):.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    config = load_config(argv)
+    check_config(config)
+    os.environ["OMP_NUM_THREADS"] = "1"  # one core per step: trainings side by side, races on one thread
+    data, out = Path(config.data).resolve(), Path(config.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    student = config.student
+
+    # 1. the teacher, and the student arch from scratch beside it
+    teacher = out / "teacher" / "checkpoint_last.pt"
+    scratch = {seed: out / "scratch" / f"seed{seed}" for seed in config.seeds}
+    in_parallel([lambda: train(config, data, teacher.parent, config.teacher.arch, config.teacher.updates)]
+                + [lambda s=seed: train(config, data, scratch[s], student.arch, student.updates, s)
+                   for seed in config.seeds], config.jobs)
+
+    # 2. the teacher under CTranslate2 int8, and the training split translated by it
+    exported = {"teacher": export_int8(teacher, data, out / "ct2" / "teacher")}
+    kd_data = out / "kd_data"
+    make_once(kd_data / "distill_data.json", ["fairseq-compress", "distill-data", "--teacher", exported["teacher"],
+                                              "--data", data, "--out", kd_data, "--beam", config.kd.data_beam])
+
+    # 3. the students with KD, and the teacher shrunk then fine-tuned with KD
+    shrunk = out / "pruned" / "shrunk.pt"
+    shrunk.parent.mkdir(exist_ok=True)
+    make_once(shrunk, ["fairseq-compress", "shrink", "--path", teacher, "--out", shrunk, "--heads-keep",
+                       config.pruned.heads_keep, "--ffn-keep", config.pruned.ffn_keep,
+                       "--layers-keep", config.pruned.layers_keep])
+    word_kd = tuple(kd_flags(config, teacher))
+    runs = {  # name: (arch, data, fairseq-train flags)
+        "word_kd": (student.arch, data, word_kd),
+        "seq_kd": (student.arch, kd_data, ()),
+        "seq_word_kd": (student.arch, kd_data, word_kd),
+        "deep_shallow_seq_kd": (student.deep_shallow_arch, kd_data, ()),
+    }
+    contenders = [Contender("teacher", config.teacher.arch, 1, teacher)]
+    contenders += [Contender("scratch", student.arch, seed, scratch[seed] / "checkpoint_last.pt") for seed in config.seeds]
+    stages = []
+    for name, (arch, corpus, flags) in runs.items():
+        for seed in config.seeds:
+            save = out / name / f"seed{seed}"
+            contenders.append(Contender(name, arch, seed, save / "checkpoint_last.pt"))
+            stages.append(lambda a=arch, c=corpus, f=flags, s=seed, d=save: train(config, c, d, a, student.updates, s, f))
+    pruned = out / "pruned" / "finetuned"
+    contenders.append(Contender("pruned_kd", config.teacher.arch, 1, pruned / "checkpoint_last.pt"))
+    stages.append(lambda: train(config, kd_data, pruned, config.teacher.arch, student.updates, 1,
+                                (*word_kd, "--restore-file", shrunk, *RESTORE), config.pruned.lr, config.pruned.warmup))
+    in_parallel(stages, config.jobs)
+
+    # 4. CTranslate2 int8, raced at each beam on one thread
+    for contender in contenders[1:]:
+        exported[exported_key(contender)] = export_int8(contender.checkpoint, data,
+                                                         out / "ct2" / exported_key(contender))
+    races = {beam: race_once(out / f"race_beam{beam}.json", exported, data, beam, config.race.repeats)
+             for beam in sorted(config.race.beams, reverse=True)}
+
+    # 5. the CSV, the plot and the docs' table
+    rows = write_rows(Path(config.csv), contenders, exported, races)
+    plot(rows, Path(config.csv).with_suffix(".png"))
+    print(summary(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""What every study needs around its stages: the tools' environment, a stage run once (its result
+file is its stamp, so a killed study resumes at the first missing file), and up to N stages at a
+time, one core each."""
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: the studies run its scripts/
+
+
+def tool_env() -> dict:
+    """The environment of every step: the venv's tools on PATH (unless the caller's PATH holds
+    them already, as the suite's shims do), as scripts/lib/common.sh sets it for the bash steps."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return os.environ if venv_bin in path.split(os.pathsep) else {**os.environ, "PATH": venv_bin + os.pathsep + path}
+
+
+def run(cmd: Sequence, stdout=subprocess.DEVNULL) -> None:
+    """Run one step; a failed step stops the study with the step's name and its last line of stderr."""
+    result = subprocess.run([str(c) for c in cmd], stdout=stdout, stderr=subprocess.PIPE, text=True, env=tool_env())
+    if result.returncode:
+        step = Path(str(cmd[1] if cmd[0] in ("bash", sys.executable) else cmd[0])).name
+        last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+        sys.exit(f"error: {step} failed: {last[0]}")
+
+
+def run_once(out: Path, cmd: Sequence) -> None:
+    """Run cmd with its stdout into `out` unless `out` exists; a killed step leaves no `out`."""
+    if out.exists():
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as f:
+        run(cmd, stdout=f)
+    tmp.replace(out)
+
+
+def make_once(out: Path, cmd: Sequence) -> None:
+    """Run cmd, which writes the file `out`, unless `out` exists."""
+    if not out.exists():
+        run(cmd)
+
+
+def in_parallel(stages: Iterable[Callable[[], None]], jobs: int) -> None:
+    """Run the stages, `jobs` at a time (each step a process on one core: OMP_NUM_THREADS=1 is
+    the caller's to set); the first failure stops the study once the running ones end."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(stage) for stage in stages]:
+            future.result()

@@ -1,0 +1,43 @@
+"""Each study's smoke configuration (fairseq_compress/studies/configs/*_smoke.yaml) end to end on tiny
+data: every stage runs with the study's own recipe code, and the CSV has the rows and columns the
+study promises. A rerun reuses every finished stage."""
+import csv
+import sys
+
+from conftest import ROOT, one_line_error, run
+
+STUDY = [sys.executable, "-m", "fairseq_compress.studies.distillation"]
+SMOKE = ROOT / "fairseq_compress/studies/configs/distillation_smoke.yaml"
+
+
+def test_distillation_study_smoke(word_mt, tmp_path):
+    data, _ = word_mt
+    study = STUDY + ["--config", SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"csv={tmp_path / 'kd.csv'}"]
+    printed = run(study).stdout
+    with open(tmp_path / "kd.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["model", "arch", "seed", "beam", "bleu", "mb", "sentences_per_s", "speed_vs_teacher_beam5"]
+    per_seed = ["scratch", "word_kd", "seq_kd", "seq_word_kd", "deep_shallow_seq_kd"]
+    assert [(r["model"], r["seed"]) for r in rows] == \
+        [("teacher", "1")] + [(m, "1") for m in per_seed] + [("pruned_kd", "1")]
+    assert all(float(r["sentences_per_s"]) > 0 and 0 <= float(r["bleu"]) <= 100 for r in rows)
+    assert float(rows[0]["speed_vs_teacher_beam5"]) == 1.0 and float(rows[0]["bleu"]) > 50  # the teacher learned
+    pruned = rows[-1]
+    assert float(pruned["mb"]) < float(rows[0]["mb"])  # shrunk for real
+    assert "| teacher | 5 |" in printed and (tmp_path / "kd.png").stat().st_size > 0
+    # the study's recipe reached the trainings: the KD students ran the distillation criterion on the KD data
+    log = (tmp_path / "study/seq_word_kd/seed1/train.log").read_text()
+    assert "kd_loss" in log and "kd_data" in log
+    assert "kd_loss" not in (tmp_path / "study/seq_kd/seed1/train.log").read_text()
+
+    (tmp_path / "kd.csv").unlink()
+    rerun = run(study)  # every stage reused: nothing trains, exports or races again
+    assert (tmp_path / "kd.csv").exists() and "training ->" not in rerun.stderr
+
+
+def test_distillation_study_bad_input(tmp_path):
+    bad = [(["data=/nope", f"out={tmp_path}", f"csv={tmp_path / 'x.csv'}"], ["data=/nope", "prepare_mt.sh"]),
+           (["--config", tmp_path / "none.yaml"], ["--config", "no such file"]),
+           ([f"out={tmp_path}", f"csv={tmp_path}/x.csv", "data=/nope", "teacher.epochs=3"], ["teacher.epochs"])]
+    for args, fragments in bad:
+        one_line_error(run(STUDY + args, check=False), *fragments)
