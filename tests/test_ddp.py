@@ -112,6 +112,11 @@ def qat_noise_and_drophead(save_dir, dumps, log):
     assert "qn_pq" in log and all(p > 0 for p in dumps[6]["drophead_p"])
 
 
+def distilled(save_dir, dumps, log):
+    assert "kd_loss" in log
+    assert not any(key.startswith("decoder.layers.1.") for key in dumps[6]["model"])  # the student's, not the teacher's
+
+
 def cls_task(cls_bin):
     n_classes = len((cls_bin / "label/dict.txt").read_text().splitlines())
     return ["--task", "sentence_prediction_pruning", "--arch", "roberta_l2_h128", "--num-classes", str(n_classes),
@@ -141,12 +146,18 @@ COMPONENTS = [
      ["--prune-sparsity", "0.5", "--prune-start-update", "2", "--qat-bits", "4", "--criterion", "quant_noise",
       "--qn-criterion", "sentence_prediction", "--qn-pq", "0.1", "--drophead-p", "0.2"],
      [2, 4, 6], qat_noise_and_drophead, False),
+    ("translation+distillation", "mt_kd", ["--arch", "transformer_e3d1_h128", "--max-tokens", "1024", *NO_DROPOUT,
+                                           "--criterion", "distillation", "--kd-criterion",
+                                           "label_smoothed_cross_entropy", "--kd-temperature", "2"],
+     [2, 4, 6], distilled, True),
 ]
 
 
 def data_args(kind, request):
     if kind == "mt":
         return [request.getfixturevalue("mt_data"), *train_args(TRAIN_MT)]
+    if kind == "mt_kd":  # the teacher of --criterion distillation: the suite's trained transformer_l2_h128
+        return [*data_args("mt", request), "--teacher-path", request.getfixturevalue("mt_checkpoint")]
     en_bin, cls_bin = request.getfixturevalue("mlm_data")
     return [en_bin, *TRAIN_MLM] if kind == "mlm" else [cls_bin, *TRAIN_MLM, *cls_task(cls_bin)]
 

@@ -1,5 +1,5 @@
 """Distillation: --criterion distillation (its loss against a hand computation, the teacher kept out of
-training, exact resume, several ranks, fp16, every task), fairseq-compress distill-data (sequence-level
+training, exact resume, fp16, every task; two ranks: tests/test_ddp.py's table), fairseq-compress distill-data (sequence-level
 KD data), the student archs' CTranslate2 export and the vocabulary map."""
 import json
 import math
@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, TRAIN_MLM, TRAIN_MT, USER_DIR, WORDS, MOTS, log_records, one_line_error, run, script
-from test_ddp import DUMPING as DUMPING_RANKS, LAUNCH, assert_ranks_identical, train_args
+from conftest import MOTS, TRAIN_MLM, TRAIN_MT, WORDS, log_records, one_line_error, run, script
 from test_deploy_ctranslate2 import check_same_translations, export
 from test_resume import DUMPING, EVERY_FEATURE, assert_same_run, final_dump, kill_after_first_save
 
@@ -126,14 +125,6 @@ def test_kill_9_then_rerun_is_exact_with_pruning_drophead_and_quant_noise(mt_che
         "the run ended before it could be killed"
     run(cmd + ["--save-dir", tmp_path / "killed"])
     assert_same_run(final_dump(tmp_path / "killed"), final_dump(tmp_path / "whole"))
-
-
-def test_two_gloo_ranks_stay_identical(mt_checkpoint, mt_data, tmp_path):
-    run(LAUNCH + train_args(TRAIN_MT) + [mt_data, "--arch", "transformer_e3d1_h128", *kd_flags(mt_checkpoint),
-                                         "--drophead-p", "0.1", "--warmup-updates", "2", "--max-update", "4",
-                                         "--save-interval-updates", "2",
-                                         "--save-dir", tmp_path], env=DUMPING_RANKS)
-    assert_ranks_identical(tmp_path, [2, 4])
 
 
 def test_fp16_on_cpu_runs_the_teacher_in_the_students_dtype(mt_checkpoint, mt_data, tmp_path):
