@@ -91,6 +91,19 @@ def test_the_teacher_gets_no_gradient_and_is_no_part_of_the_criterion(student_an
     assert any(p.grad is not None for p in student.parameters())
 
 
+@pytest.mark.parametrize("compress", [["quantize", "--bits", "8"], ["shrink", "--heads-keep", "0.5", "--ffn-keep", "0.5"]],
+                         ids=["int8-compressed", "shrunk"])
+def test_compressed_and_shrunk_checkpoints_teach(student_and_teacher, mt_checkpoint, tmp_path, compress):
+    from fairseq_compress.criterions.distillation import load_teacher
+
+    student, _, task, inner, sample = student_and_teacher
+    path = tmp_path / "teacher.pt"
+    run(["fairseq-compress", *compress, "--path", mt_checkpoint, "--out", path])
+    teacher = load_teacher(str(path), task)
+    loss, _, log = distilled(inner, task, teacher, temperature=1.0, weight=0.5)(student, sample)
+    assert torch.isfinite(loss) and log["kd_loss"] > 0
+
+
 def test_validation_reports_the_inner_loss(student_and_teacher):
     student, teacher, task, inner, sample = student_and_teacher
     student.eval()
