@@ -1,14 +1,16 @@
 """Distillation: --criterion distillation (its loss against a hand computation, the teacher kept out of
 training, exact resume, fp16, every task; two ranks: tests/test_ddp.py's table), fairseq-compress distill-data (sequence-level
 KD data), the student archs' CTranslate2 export and the vocabulary map."""
+import csv
 import json
 import math
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import MOTS, TRAIN_MLM, TRAIN_MT, WORDS, log_records, one_line_error, run, script
+from conftest import MOTS, ROOT, TRAIN_MLM, TRAIN_MT, WORDS, log_records, one_line_error, run, script
 from test_deploy_ctranslate2 import check_same_translations, export
 from test_resume import DUMPING, EVERY_FEATURE, assert_same_run, final_dump, kill_after_first_save
 
@@ -304,3 +306,14 @@ def test_the_vocabulary_map_pairs_each_word_with_its_translation_and_translates(
     assert scores[0]["bleu"] > 90 and abs(scores[1]["bleu"] - scores[0]["bleu"]) < 2
     plain = export(teacher, data, tmp_path / "plain")
     one_line_error(run(script("eval_bleu.sh") + [plain, data, "--vmap"], check=False), "--vmap", "has none")
+
+
+def test_vmap_benchmark_races_with_and_without_the_map(word_mt, tmp_path):
+    data, teacher = word_mt
+    out = run([sys.executable, ROOT / "scripts/benchmarks/vmap_speed.py", "--ckpt", teacher, "--data", data,
+               "--out", tmp_path / "bench", "--maps", "3:5", "--beams", "1", "--repeats", "1",
+               "--csv", tmp_path / "vmap.csv"]).stdout
+    assert "beam 1, no vmap: BLEU" in out and "beam 1, vmap 3:5: BLEU" in out
+    with open(tmp_path / "vmap.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["contender"] for r in rows] == ["no vmap", "vmap 3:5"] and rows[0]["speed_vs_no_vmap"] == "1.0"
