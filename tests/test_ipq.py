@@ -233,3 +233,21 @@ def test_ipq_cli_with_distillation(mt_checkpoint, mt_data, tmp_path):
                    "--out", tmp_path / "x.pt", "--distill"], check=False)
     one_line_error(missing, "--distill acts in the fine-tuning between stages: pass --data DIR")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_distill_refuses_electra_pretraining_whatever_wraps_its_criterion():
+    """ELECTRA's discriminator gives one logit per token and samples its input anew at every call:
+    no teacher distribution to distill from, as --criterion electra or wrapped by quant_noise."""
+    from omegaconf import OmegaConf
+
+    from fairseq_compress.compress.ipq import check_distillation
+    from fairseq_compress.errors import ConfigError
+
+    def check(criterion):
+        check_distillation(OmegaConf.create({"criterion": criterion}), "data-bin", 10, 2.0, 0.5)
+
+    for criterion in ({"_name": "electra"}, {"_name": "quant_noise", "qn_criterion": "electra"}):
+        with pytest.raises(ConfigError, match="--distill needs one output distribution per position; ELECTRA"):
+            check(criterion)
+    check({"_name": "label_smoothed_cross_entropy"})
+    check({"_name": "quant_noise", "qn_criterion": "masked_lm"})
