@@ -3,10 +3,11 @@ against a sort-based reference, masks seen by fairseq's attention, QAT against
 the export, fairseq-train end to end on the three tasks (stock arch included),
 masks restored on resume, stock loaders on pruned checkpoints, bad input."""
 import re
+import sys
 
 import pytest
 import torch
-from conftest import TRAIN_MT, USER_DIR, one_line_error, run
+from conftest import ROOT, TRAIN_MT, USER_DIR, one_line_error, run
 from fairseq.models import BaseFairseqModel
 from fairseq.modules import MultiheadAttention
 from torch import nn
@@ -373,3 +374,11 @@ def test_generate_and_validate_run_a_pruned_checkpoint_without_parametrizations(
     tokens, lengths, prev = torch.tensor([[5, 6, 7, 8, 2]]), torch.tensor([5]), torch.tensor([[2, 5, 6, 7, 8]])
     with torch.no_grad():
         assert torch.equal(model.eval()(tokens, lengths, prev)[0], masked.eval()(tokens, lengths, prev)[0])
+
+
+def test_folded_masks_benchmark_runs_and_refuses_a_dense_checkpoint(pruned_mt, mt_data, mt_checkpoint):
+    save, _ = pruned_mt
+    bench = [sys.executable, ROOT / "scripts/benchmarks/folded_masks.py", "--data", mt_data, "--sentences", "4",
+             "--batch-size", "2", "--repeats", "1", "--ckpt"]
+    assert "folded at load: " in run(bench + [save / "checkpoint_last.pt"]).stdout
+    one_line_error(run(bench + [mt_checkpoint], check=False), "is not a checkpoint of a *_pruning task")
