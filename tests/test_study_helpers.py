@@ -1,4 +1,5 @@
-"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them."""
+"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them; the
+structured study's stages (scripts/lib/structured_mt.sh) train with their own recipes."""
 import csv
 import json
 import sys
