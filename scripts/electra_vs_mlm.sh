@@ -24,7 +24,7 @@ RAW=${POSITIONAL[0]:-$ROOT/data-bin/raw} OUT=${POSITIONAL[1]:-$ROOT/checkpoints/
 MLM_ARCH=roberta_l${LAYERS}_h256
 require_arch "$MLM_ARCH" "--layers must be one of 2, 3, 6, 12, 18, 24"
 [[ $MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--minutes must be a positive number, got '$MINUTES'"
-[[ $CALIBRATION =~ ^[1-9][0-9]*$ ]] && ((CALIBRATION >= 50)) || die "--calibration-updates must be an integer >= 50, got '$CALIBRATION'"
+[[ $CALIBRATION =~ ^[1-9][0-9]*$ && $CALIBRATION -ge 50 ]] || die "--calibration-updates must be an integer >= 50, got '$CALIBRATION'"
 DEPTH="--encoder-layers $LAYERS"
 declare -A MODEL=([electra]="--arch electra_small --criterion electra" [mlm]="--arch $MLM_ARCH --criterion masked_lm")
 declare -A UPDATES

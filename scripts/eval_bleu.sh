@@ -26,13 +26,13 @@ require_dir "$DATA" "DATA"
 [[ -f $DATA/spm.model ]] || die "$DATA/spm.model is missing: prepare DATA with scripts/prepare_mt.sh"
 shopt -s nullglob
 dicts=("$DATA"/dict.*.txt)
+bins=("$DATA/$SPLIT".*-*.*.bin)
 shopt -u nullglob
 ((${#dicts[@]} == 2)) || die "$DATA must hold exactly two dict.LANG.txt files (found ${#dicts[@]})"
 "$PY" "$ROOT/scripts/lib/spm.py" check-dict --model "$DATA/spm.model" --dict "${dicts[@]}" || exit 2
 # The target language is the one whose binarized split ends in .TGT.bin after SRC-TGT.
-bin=$(ls "$DATA/$SPLIT".*-*.*.bin 2>/dev/null | head -n 1) || true
-[[ -n $bin ]] || die "no binarized '$SPLIT' split in $DATA (--split must be valid or test)"
-pair=$(basename "$bin" | cut -d. -f2)
+((${#bins[@]})) || die "no binarized '$SPLIT' split in $DATA (--split must be valid or test)"
+pair=$(basename "${bins[0]}" | cut -d. -f2)
 SRC_LANG=${pair%-*} TGT_LANG=${pair#*-}
 REF=$DATA/raw/$SPLIT.$TGT_LANG
 [[ -f $REF ]] || die "missing reference $REF"

@@ -61,7 +61,7 @@ binarize() {
   mv "$STAGING/$name.log" "$STAGING/$name/preprocess.log"
 }
 
-for ((i = 0; i < ${inputs_of[train]}; i++)); do
+for ((i = 0; i < inputs_of[train]; i++)); do
   for split in "${splits[@]}"; do
     "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$PRETRAIN/spm.model" \
       < "$STAGING/raw/$split.input$i" > "$STAGING/text/$split.input$i"

@@ -8,6 +8,18 @@ VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 STAMP=$VENV/.fairseq_compress_setup
 
+# The test suite lints scripts/ with Debian's shellcheck (tests/test_shellcheck.py).
+if ! command -v shellcheck > /dev/null; then
+  as_root=()
+  ((EUID == 0)) || as_root=(sudo -n)
+  if "${as_root[@]}" apt-get install -y -qq shellcheck > /dev/null 2>&1 \
+      || { "${as_root[@]}" apt-get update -qq > /dev/null 2>&1 && "${as_root[@]}" apt-get install -y -qq shellcheck > /dev/null 2>&1; }; then
+    echo "setup: installed shellcheck"
+  else
+    echo "setup: could not install shellcheck (apt-get as root): tests/test_shellcheck.py will fail until it is installed" >&2
+  fi
+fi
+
 wanted=$(cat "$ROOT/constraints.txt" "$ROOT/setup.py" "$ROOT/scripts/setup.sh" | sha256sum | cut -d' ' -f1)
 if [[ -f $STAMP && $(cat "$STAMP") == "$wanted" ]]; then
   echo "setup: $VENV is up to date"
@@ -23,7 +35,7 @@ constraints=(-c "$ROOT/constraints.txt")
 # --no-deps: fairseq-fixed's metadata asks for torchaudio (a CUDA torch); its
 # real dependencies come with this package below.
 "${pip[@]}" install "${constraints[@]}" --no-deps --no-build-isolation fairseq-fixed
-"${pip[@]}" install "${constraints[@]}" -e "$ROOT[export,test]"
+"${pip[@]}" install "${constraints[@]}" -e "${ROOT}[export,test]"
 "$VENV/bin/python" -c "import fairseq.libbase, fairseq.data.data_utils_fast, fairseq_compress, ctranslate2, transformers"
 # Nothing above may have replaced the CPU torch (transformers and ctranslate2 do not depend on it).
 "$VENV/bin/python" -c "import sys, torch; sys.exit(None if torch.version.cuda is None else

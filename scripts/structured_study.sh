@@ -34,6 +34,7 @@ TASK=mt ARCH='' SMALL_ARCH='' MAX_UPDATE='' SEEDS="1 2" FINETUNE='' HEAD_FINETUN
 SPEED_SENTENCES='' BLEU_SENTENCES='' PRETRAIN_MINUTES='' PRETRAINED='' SMALL_PRETRAINED=''
 parse_args "$usage" "--task=TASK --arch=ARCH --small-arch=SMALL_ARCH --max-update=MAX_UPDATE --seeds=SEEDS --finetune-updates=FINETUNE --head-finetune-updates=HEAD_FINETUNE --repeats=REPEATS --results=RESULTS --speed-sentences=SPEED_SENTENCES --bleu-sentences=BLEU_SENTENCES --pretrain-minutes=PRETRAIN_MINUTES --pretrained=PRETRAINED --small-pretrained=SMALL_PRETRAINED" "$@"
 [[ $TASK == mt || $TASK == cls ]] || die "--task must be mt or cls, got '$TASK'"
+# shellcheck source=lib/structured_mt.sh  # (or structured_cls.sh, checked on its own)
 source "$ROOT/scripts/lib/structured_$TASK.sh"
 OUT=${POSITIONAL[1]:-$ROOT/checkpoints/$STUDY}
 for arch in "$ARCH" "$SMALL_ARCH"; do require_arch "$arch" "plugin archs: transformer_l*_h* (mt), roberta_l*_h* (cls)"; done
@@ -57,6 +58,7 @@ BASE=$FIRST/checkpoint_best.pt
 
 # --- 2. structured fine-tunes of the first model ------------------------------------------
 # NAME=GRANULARITY:SPARSITY (fraction removed); weights50 is unstructured (nothing to shrink)
+# shellcheck disable=SC2054  # the commas are in the values (head,neuron)
 SPECS=(heads25=head:0.25 heads50=head:0.5 heads75=head:0.75 ffn25=neuron:0.25 ffn50=neuron:0.5 ffn75=neuron:0.75
        layers33=layer:0.34 layers67=layer:0.67 heads_ffn50=head,neuron:0.5 heads_ffn_layers50=head,neuron,layer:0.5
        weights50=weight:0.5)
@@ -79,9 +81,10 @@ start_job run_once "$OUT/ipq.json" fairseq-compress ipq --path "$BASE" --out "$O
 finish_jobs
 
 # Contenders of 2: NAME=CHECKPOINT:PRECISION, every structured one in fp32 and int8.
-CONTENDERS=(dense=$BASE:fp32 dense_int8=$BASE:int8 dense_ft=$OUT/finetuned/dense/checkpoint_last.pt:fp32
-            dense_ft_int8=$OUT/finetuned/dense/checkpoint_last.pt:int8 weights50=$OUT/finetuned/weights50/checkpoint_last.pt:fp32
-            ipq=$OUT/ipq.pt:fp32 small=$OUT/small/checkpoint_best.pt:fp32 small_int8=$OUT/small/checkpoint_best.pt:int8)
+CONTENDERS=("dense=$BASE:fp32" "dense_int8=$BASE:int8" "dense_ft=$OUT/finetuned/dense/checkpoint_last.pt:fp32"
+            "dense_ft_int8=$OUT/finetuned/dense/checkpoint_last.pt:int8"
+            "weights50=$OUT/finetuned/weights50/checkpoint_last.pt:fp32"
+            "ipq=$OUT/ipq.pt:fp32" "small=$OUT/small/checkpoint_best.pt:fp32" "small_int8=$OUT/small/checkpoint_best.pt:int8")
 for spec in "${SPECS[@]}"; do
   name=${spec%%=*}
   if [[ $name == weights50 ]]; then continue; fi

@@ -84,6 +84,27 @@ def test_fairseq_generate_refuses_malicious_checkpoint(mt_data, malicious_checkp
     assert not marker.exists()
 
 
+def test_fairseq_train_and_fairseq_compress_refuse_malicious_checkpoint(mt_data, malicious_checkpoint, tmp_path):
+    """Resumed by fairseq-train (its save dir's checkpoint_last.pt), read by each of fairseq-compress's
+    loaders (the raw state: quantize; the model: export): one line, nothing run, nothing written."""
+    path, marker = malicious_checkpoint
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    (save_dir / "checkpoint_last.pt").write_bytes(path.read_bytes())
+    resume = run(TRAIN_MT + [mt_data, "--arch", "transformer_l2_h128", "--max-update", "50", "--save-dir", save_dir],
+                 check=False)
+    one_line_error(resume, f"error: refusing to load checkpoint {save_dir / 'checkpoint_last.pt'}")
+    quantize = run(["fairseq-compress", "quantize", "--path", path, "--bits", "8", "--out", tmp_path / "q.pt"],
+                   check=False)
+    export = run(["fairseq-compress", "export", "--format", "ctranslate2", "--path", path, "--data", mt_data,
+                  "--out", tmp_path / "ct2"], check=False)
+    for result in (quantize, export):
+        one_line_error(result, f"error: refusing to load checkpoint {path}")
+    assert not marker.exists()
+    assert sorted(p.name for p in save_dir.iterdir()) == ["checkpoint_last.pt"]
+    assert not (tmp_path / "q.pt").exists() and not (tmp_path / "ct2").exists()
+
+
 def damage(path, how):
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "overwritten": b"not a checkpoint\n" * 64}[how])

@@ -176,3 +176,58 @@ def test_bad_input(checkpoints, word_mt, tmp_path):
                         "--data", checkpoints["roberta"][1], "--out", tmp_path / "x"], check=False),
                    "--format ctranslate2", "translation")
     assert not (tmp_path / "x").exists()
+
+
+def tiny_roberta(**args):
+    """A stock fairseq RobertaModel built in process (no corpus): (model, task, cfg) as load_model returns them."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from fairseq.data import Dictionary
+    from fairseq.models.roberta import RobertaModel
+
+    dictionary = Dictionary()
+    for word in ("the", "a", "cat", "dog", "<mask>"):
+        dictionary.add_symbol(word)
+    args = Namespace(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_attention_heads=2,
+                     max_positions=16, dropout=0.0, attention_dropout=0.0, **args)
+    task = SimpleNamespace(source_dictionary=dictionary)
+    torch.manual_seed(0)
+    model = RobertaModel.build_model(args, task).eval()
+    return model, task, SimpleNamespace(model=args, task=SimpleNamespace(data="unused"))
+
+
+def test_pre_norm_and_several_classification_heads_are_refused():
+    from fairseq_compress.deploy.to_transformers import max_difference, roberta
+    from fairseq_compress.errors import ConfigError
+
+    model, task, cfg = tiny_roberta()
+    assert max_difference(roberta(model, cfg.model), task.source_dictionary, model.max_positions()) < 1e-4
+    pre_norm, _, pre_norm_cfg = tiny_roberta(encoder_normalize_before=True)
+    with pytest.raises(ConfigError, match=r"a pre-norm encoder \(--encoder-normalize-before\)"):
+        roberta(pre_norm, pre_norm_cfg.model)
+    model.register_classification_head("sentiment", num_classes=2)
+    model.register_classification_head("topic", num_classes=3)
+    with pytest.raises(ConfigError, match="exports one classification head; this checkpoint has sentiment, topic"):
+        roberta(model, cfg.model)
+
+
+def test_differing_logits_are_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """A mapping that puts one weight off (as a wrong position offset or a transposed matrix would) is caught:
+    the export fails with the largest difference, and neither the directory nor its staging copy is left."""
+    from fairseq_compress.deploy import to_transformers, write_directory
+
+    monkeypatch.setattr(to_transformers, "load_model", lambda path, data: tiny_roberta())
+    mapped = to_transformers.load
+
+    def load_one_weight_off(hf_model, state):
+        hf_model = mapped(hf_model, state)
+        with torch.no_grad():
+            hf_model.roberta.encoder.layer[0].output.dense.weight[0, 0] += 0.1
+        return hf_model
+
+    monkeypatch.setattr(to_transformers, "load", load_one_weight_off)
+    out = tmp_path / "hf"
+    with pytest.raises(AssertionError, match="Tensor-likes are not close"):
+        write_directory(str(out), lambda staging: to_transformers.export_transformers("model.pt", staging))
+    assert not any(tmp_path.iterdir())

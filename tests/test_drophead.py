@@ -334,3 +334,27 @@ def test_bad_drophead_flag_is_one_line_before_training(mt_data, tmp_path):
                              "--max-update", "5", "--save-dir", tmp_path / "ckpt"], check=False)
     assert one_line_error(result) == "error: --drophead-p must be in [0, 1), got 1.5"
     assert not (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_models_drophead_cannot_act_on_are_refused():
+    """--drophead-p > 0 on a model with no fairseq attention module, or with add_bias_kv / add_zero_attn
+    (which the DropHead path does not implement): a one-line ConfigError; at p = 0 nothing is refused."""
+    from torch import nn
+
+    from fairseq_compress.modules.scheduled_drophead import use_drophead_attention
+
+    def model_with(*modules, p=0.1):
+        model = nn.ModuleList(modules)
+        model.drophead_schedule = DropHeadSchedule(p, "constant", 0, 10)
+        return model
+
+    with pytest.raises(ConfigError, match="--drophead-p 0.1: ModuleList has no fairseq MultiheadAttention module"):
+        use_drophead_attention(model_with(nn.Linear(4, 4)))
+    for flag in ("add_bias_kv", "add_zero_attn"):
+        attention = MultiheadAttention(EMBED, HEADS, self_attention=True, **{flag: True})
+        with pytest.raises(ConfigError, match="does not support attention with add_bias_kv / add_zero_attn"):
+            use_drophead_attention(model_with(attention))
+        assert type(attention) is MultiheadAttention  # refused before any module was converted
+        assert use_drophead_attention(model_with(attention, p=0.0)) == [attention]
+    plain = MultiheadAttention(EMBED, HEADS, self_attention=True)
+    assert use_drophead_attention(model_with(plain)) == [plain] and type(plain) is DropHeadMultiheadAttention

@@ -88,14 +88,27 @@ def test_generator_sizes_of_the_paper(arch, width, heads, ffn):
         (width, heads, ffn)
 
 
-def test_labels_replaced_only_where_the_sample_differs():
-    masked_input = torch.tensor([[0, 4, 3, 3, 9, 2, 1]])  # 3 = <mask>, 1 = <pad>
-    original = torch.tensor([[0, 4, 5, 6, 9, 2, 1]])
-    masked = torch.tensor([[False, False, True, True, False, False, False]])
-    corrupted = replace_masked(masked_input, masked, torch.tensor([5, 7]))
-    assert corrupted.tolist() == [[0, 4, 5, 7, 9, 2, 1]]
-    # the criterion's labels: replaced where the sample differs (5 == original)
-    assert corrupted.ne(original).tolist() == [[False, False, False, True, False, False, False]]
+def test_labels_replaced_only_where_the_sample_differs(tmp_path, monkeypatch):
+    """The criterion's own labels, on a model built in process (a dictionary, no corpus): a masked
+    position whose sample is the original token is not replaced."""
+    from fairseq.data import Dictionary
+
+    dictionary = Dictionary()
+    for i in range(20):
+        dictionary.add_symbol(f"w{i}")
+    dictionary.save(str(tmp_path / "dict.txt"))
+    task, model, criterion = build(tmp_path)
+    mask, pad, eos = task.mask_idx, dictionary.pad(), dictionary.eos()
+    masked_input = torch.tensor([[0, 4, mask, mask, 9, mask, eos, pad]])
+    target = torch.tensor([[pad, pad, 5, 6, pad, 8, pad, pad]])  # the originals at the masked positions
+    monkeypatch.setattr(electra_criterion, "gumbel_sample", lambda logits, t: torch.tensor([5, 7, 8]))
+    assert replace_masked(masked_input, target.ne(pad), torch.tensor([5, 7, 8])).tolist() == [[0, 4, 5, 7, 9, 8, eos, pad]]
+    parts = criterion.losses(model, {"net_input": {"src_tokens": masked_input}, "target": target})
+    # over the 7 non-pad tokens: only the second masked one was sampled differently from its original
+    assert parts["labels"].tolist() == [False, False, False, True, False, False, False]
+    _, _, log = criterion(model, {"net_input": {"src_tokens": masked_input}, "target": target, "ntokens": 7,
+                                  "nsentences": 1})
+    assert log["n_replaced"] == 1 and log["n_masked"] == 3 and log["n_tokens"] == 7
 
 
 def test_gumbel_sample_follows_the_softmax():

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import USER_DIR, run
 from fairseq import checkpoint_utils
+from fairseq.modules import MultiheadAttention
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils import parametrize
@@ -67,3 +68,26 @@ def test_stock_generate_with_model_overrides(mt_checkpoint, mt_data):
                   "--num-workers", "0", "--model-overrides", "{'int8_inference': True}"])
     log = result.stdout + result.stderr
     assert "Linear layers run with torch's dynamic int8 kernels" in log and "BLEU" in log
+
+
+def test_int8_model_is_torch_ao_quantize_dynamic_of_the_fp32_one(mt_checkpoint):
+    """The reference: torch.ao's quantize_dynamic of the fp32 model (fairseq's attention told to call its
+    projections): the same int8 weights and bitwise the same outputs."""
+    import copy
+
+    [fp32], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)])
+    [int8], _ = checkpoint_utils.load_model_ensemble([str(mt_checkpoint)], arg_overrides={"int8_inference": True})
+    int8.eval().quantize_for_inference()
+    reference = copy.deepcopy(fp32).eval()
+    for module in reference.modules():
+        if isinstance(module, MultiheadAttention):
+            module.skip_embed_dim_check = True
+    torch.ao.quantization.quantize_dynamic(reference, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    quantized = dict(int8.named_modules())
+    for name, module in reference.named_modules():
+        if isinstance(module, DynamicInt8Linear):
+            assert torch.equal(quantized[name].weight().int_repr(), module.weight().int_repr()), name
+            assert quantized[name].weight().q_scale() == module.weight().q_scale(), name
+    tokens, lengths, prev = torch.tensor([[5, 6, 7, 8, 2]]), torch.tensor([5]), torch.tensor([[2, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(int8(tokens, lengths, prev)[0], reference(tokens, lengths, prev)[0])

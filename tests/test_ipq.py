@@ -226,3 +226,21 @@ def test_ipq_fine_tuning_is_float32_whatever_the_checkpoint_trained_with(precisi
     monkeypatch.setattr(Trainer, "train_step", recording_train_step)
     finetune(model, cfg, task, updates=1, lr=1e-4)
     assert seen == [("FairseqAdam", {torch.float32})]
+
+
+def test_distill_refuses_electra_pretraining_whatever_wraps_its_criterion():
+    """ELECTRA's discriminator gives one logit per token and samples its input anew at every call:
+    no teacher distribution to distill from, as --criterion electra or wrapped by quant_noise."""
+    from omegaconf import OmegaConf
+
+    from fairseq_compress.compress.ipq import check_distillation
+    from fairseq_compress.errors import ConfigError
+
+    def check(criterion):
+        check_distillation(OmegaConf.create({"criterion": criterion}), "data-bin", 10, 2.0, 0.5)
+
+    for criterion in ({"_name": "electra"}, {"_name": "quant_noise", "qn_criterion": "electra"}):
+        with pytest.raises(ConfigError, match="--distill needs one output distribution per position; ELECTRA"):
+            check(criterion)
+    check({"_name": "label_smoothed_cross_entropy"})
+    check({"_name": "quant_noise", "qn_criterion": "masked_lm"})

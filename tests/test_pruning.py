@@ -3,10 +3,11 @@ against a sort-based reference, masks seen by fairseq's attention, QAT against
 the export, fairseq-train end to end on the three tasks (stock arch included),
 masks restored on resume, stock loaders on pruned checkpoints, bad input."""
 import re
+import sys
 
 import pytest
 import torch
-from conftest import TRAIN_MT, USER_DIR, one_line_error, run
+from conftest import ROOT, TRAIN_MT, USER_DIR, one_line_error, run
 from fairseq.models import BaseFairseqModel
 from fairseq.modules import MultiheadAttention
 from torch import nn
@@ -16,6 +17,7 @@ import fairseq_compress  # noqa: F401
 from fairseq_compress.compress.checkpoint_format import encode_int, int_decode
 from fairseq_compress.modules.weight_parametrizations import PruningMask, accept_dense_weight, masked_weights
 from fairseq_compress.tasks.pruning import (
+    PruningMixin,
     PruningOptions,
     attach_masks,
     is_mask_update,
@@ -324,3 +326,59 @@ def test_the_loading_model_decides_whether_masks_are_folded_or_kept():
     masked.load_state_dict(dict(stock.state_dict()))
     assert masked.fc1.parametrizations.weight[0].mask.all()
     assert torch.equal(masked.fc1.weight, stock.fc1.weight)
+
+
+class TwoLayersTask:
+    """The stock parent of a pruning task, reduced to building TwoLayers."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def build_model(self, cfg, from_checkpoint=False):
+        torch.manual_seed(0)
+        return TwoLayers()
+
+
+class TwoLayersPruningTask(PruningMixin, TwoLayersTask):
+    pass
+
+
+def test_a_model_built_to_run_a_checkpoint_folds_its_parametrizations_once_loaded():
+    """fairseq builds with from_checkpoint=True to run a checkpoint (fairseq-generate, fairseq-validate):
+    original * mask and the fake quantization are computed once at load, not at every decoding step."""
+    cfg = options(prune_targets="fc1|fc2", qat_bits=4, ddp_backend="legacy_ddp")
+    task = TwoLayersPruningTask(cfg)
+    trained = task.build_model(cfg)
+    update_masks(trained, cfg, 0.5)
+    inputs = torch.randn(3, 6)
+    expected = trained.fc2(trained.fc1(inputs))
+    for_inference = task.build_model(cfg, from_checkpoint=True)
+    for_inference.load_state_dict(trained.state_dict())
+    assert not any(parametrize.is_parametrized(m) for m in for_inference.modules())
+    assert torch.equal(for_inference.fc2(for_inference.fc1(inputs)), expected)
+    resumed = task.build_model(cfg)  # fairseq-train keeps training the masks
+    resumed.load_state_dict(trained.state_dict())
+    assert parametrize.is_parametrized(resumed.fc1, "weight") and parametrize.is_parametrized(resumed.fc2, "weight")
+
+
+def test_generate_and_validate_run_a_pruned_checkpoint_without_parametrizations(pruned_mt):
+    """Through fairseq's own loader, as fairseq-generate and fairseq-validate load: the same outputs."""
+    from fairseq import checkpoint_utils
+
+    save, _ = pruned_mt
+    [model], cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(save / "checkpoint_last.pt")])
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    masked = task.build_model(cfg.model)  # as fairseq-train builds it
+    masked.load_state_dict(pruned_state(save / "checkpoint_last.pt"), model_cfg=cfg.model)
+    assert any(parametrize.is_parametrized(m) for m in masked.modules())
+    tokens, lengths, prev = torch.tensor([[5, 6, 7, 8, 2]]), torch.tensor([5]), torch.tensor([[2, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(tokens, lengths, prev)[0], masked.eval()(tokens, lengths, prev)[0])
+
+
+def test_folded_masks_benchmark_runs_and_refuses_a_dense_checkpoint(pruned_mt, mt_data, mt_checkpoint):
+    save, _ = pruned_mt
+    bench = [sys.executable, ROOT / "scripts/benchmarks/folded_masks.py", "--data", mt_data, "--sentences", "4",
+             "--batch-size", "2", "--repeats", "1", "--ckpt"]
+    assert "folded at load: " in run(bench + [save / "checkpoint_last.pt"]).stdout
+    one_line_error(run(bench + [mt_checkpoint], check=False), "is not a checkpoint of a *_pruning task")

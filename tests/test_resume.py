@@ -2,6 +2,7 @@
 layers) on, and saves a kill cannot corrupt."""
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import time
 
 import pytest
 import torch
+
+from fairseq_compress.checkpoint_safety import load_state
 
 from conftest import ELECTRA_PRETRAIN, ROOT, TRAIN_MLM, TRAIN_MT, command_env, run
 
@@ -52,6 +55,11 @@ def assert_same_run(resumed, uninterrupted):
         assert torch.equal(resumed["model"][key], value), key
 
 
+def saved_update(save_dir):
+    """The update of SAVE_DIR/checkpoint_last.pt (saved atomically: a kill leaves a whole one)."""
+    return load_state(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
+
+
 def kill_after_first_save(cmd, save_dir, delay):
     """Start cmd, SIGKILL it `delay` s after its first checkpoint_last.pt appears; True if it was still running."""
     process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL,
@@ -67,11 +75,16 @@ def kill_after_first_save(cmd, save_dir, delay):
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(command, mt_data, mlm_data, tmp_path):
     cmd = DUMPING + command(mt_data, mlm_data)
     run(cmd + ["--save-dir", tmp_path / "whole"])
-    delay = random.Random(os.environ.get("PYTEST_XDIST_WORKER", "")).uniform(0, 1.0)
-    assert kill_after_first_save(cmd + ["--save-dir", tmp_path / "killed"], tmp_path / "killed", delay), \
-        "the run ended before it could be killed"
-    run(cmd + ["--save-dir", tmp_path / "killed"])  # the same command resumes from checkpoint_last.pt
-    assert_same_run(final_dump(tmp_path / "killed"), final_dump(tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    # at a random moment after the first save; again, at once after it, if that kill came after the last save
+    for delay in (random.Random(os.environ.get("PYTEST_XDIST_WORKER", "")).uniform(0, 1.0), 0.0):
+        shutil.rmtree(killed, ignore_errors=True)
+        if kill_after_first_save(cmd + ["--save-dir", killed], killed, delay) and saved_update(killed) < MAX_UPDATE:
+            break
+    else:
+        raise AssertionError("the run was killed after its last save, or ended: the rerun would resume nothing")
+    run(cmd + ["--save-dir", killed])  # the same command resumes from checkpoint_last.pt
+    assert_same_run(final_dump(killed), final_dump(tmp_path / "whole"))
 
 
 def test_kill_during_a_checkpoint_copy_keeps_the_last_checkpoint(mt_data, tmp_path):

@@ -192,3 +192,50 @@ def test_a_stock_transformer_shrinks_to_the_plugins_twin_arch(mt_data, tmp_path)
     generated = run(["fairseq-generate", mt_data, "--user-dir", USER_DIR, "--cpu", "--path", tmp_path / "small.pt",
                      "--gen-subset", "valid", "--max-sentences", "50", "--max-len-b", "5"])
     assert "Translated 200 sentences" in generated.stderr  # fairseq-generate logs there
+
+
+def attention_state(prefix, dim, strengths):
+    """q/k/v/out_proj of an attention module of len(strengths) heads, head h's q/k/v rows scaled by strengths[h]."""
+    head_dim = dim // len(strengths)
+    scale = torch.tensor(strengths, dtype=torch.float).repeat_interleave(head_dim)
+    state = {f"{prefix}.{proj}.{kind}": (torch.rand(dim, dim) if kind == "weight" else torch.rand(dim))
+             * (scale[:, None] if kind == "weight" else scale) for proj in ("q_proj", "k_proj", "v_proj")
+             for kind in ("weight", "bias")}
+    state.update({f"{prefix}.out_proj.weight": torch.rand(dim, dim), f"{prefix}.out_proj.bias": torch.rand(dim)})
+    return state
+
+
+def ffn_state(prefix, dim, width):
+    return {f"{prefix}.fc1.weight": torch.rand(width, dim), f"{prefix}.fc1.bias": torch.rand(width),
+            f"{prefix}.fc2.weight": torch.rand(dim, width), f"{prefix}.fc2.bias": torch.rand(dim)}
+
+
+def test_heads_are_sliced_by_each_stacks_own_head_count():
+    """An encoder of 4 heads and a decoder of 2 (head sizes 2 and 4 at width 8): each attention module keeps
+    its strongest heads' rows of q/k/v and columns of out_proj, with its stack's head size; a second shrink
+    reads the head counts from the first one's layer shapes."""
+    from fairseq_compress.compress.shrink import shrink_state
+
+    torch.manual_seed(0)
+    state = {**attention_state("encoder.layers.0.self_attn", 8, [1, 10, 100, 1000]),
+             **attention_state("decoder.layers.0.self_attn", 8, [1000, 1]),
+             **attention_state("decoder.layers.0.encoder_attn", 8, [1, 1000]),
+             **ffn_state("encoder.layers.0", 8, 6), **ffn_state("decoder.layers.0", 8, 6)}
+    model_cfg = {"encoder_attention_heads": 4, "decoder_attention_heads": 2}
+    shrunk, shapes, layers = shrink_state(state, model_cfg, heads_keep=0.5, ffn_keep=1.0, layers_keep=None)
+    assert shapes == {"encoder.layers": [{"self_attn": 2, "ffn": 6}],
+                      "decoder.layers": [{"self_attn": 1, "encoder_attn": 1, "ffn": 6}]}
+    assert layers == {"encoder.layers": 1, "decoder.layers": 1}
+    for prefix, rows in (("encoder.layers.0.self_attn", slice(4, 8)),  # heads 2 and 3 of size 2
+                         ("decoder.layers.0.self_attn", slice(0, 4)),  # head 0 of size 4
+                         ("decoder.layers.0.encoder_attn", slice(4, 8))):  # head 1 of size 4
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            assert torch.equal(shrunk[f"{prefix}.{proj}.weight"], state[f"{prefix}.{proj}.weight"][rows])
+            assert torch.equal(shrunk[f"{prefix}.{proj}.bias"], state[f"{prefix}.{proj}.bias"][rows])
+        assert torch.equal(shrunk[f"{prefix}.out_proj.weight"], state[f"{prefix}.out_proj.weight"][:, rows])
+        assert torch.equal(shrunk[f"{prefix}.out_proj.bias"], state[f"{prefix}.out_proj.bias"])
+
+    again, shapes, _ = shrink_state(shrunk, {**model_cfg, "layer_shapes": json.dumps(shapes)}, 0.5, 1.0, None)
+    assert [shapes[stack][0]["self_attn"] for stack in ("encoder.layers", "decoder.layers")] == [1, 1]
+    assert torch.equal(again["encoder.layers.0.self_attn.q_proj.weight"],  # head 3 of the original: size 2
+                       state["encoder.layers.0.self_attn.q_proj.weight"][6:8])

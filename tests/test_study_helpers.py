@@ -1,4 +1,5 @@
-"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them."""
+"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them; the
+structured study's stages (scripts/lib/structured_mt.sh) train with their own recipes."""
 import csv
 import json
 import sys
@@ -182,3 +183,42 @@ def test_quant_noise_plot_groups_seeds_by_config_and_refuses_an_empty_csv(tmp_pa
     (tmp_path / "empty.csv").write_text(header + "\n")
     failed = run(["python", ROOT / "scripts/lib/quant_noise_plot.py", tmp_path / "empty.csv", tmp_path / "e.png"], check=False)
     one_line_error(failed, "empty.csv has no rows")
+
+
+def flag_values(args, flag):
+    """The value fairseq-train takes for `flag` (argparse: the last one given wins)."""
+    return args[len(args) - 1 - args[::-1].index(flag) + 1]
+
+
+def test_structured_mt_stages_train_with_their_own_recipes(tmp_path):
+    """What fairseq-train receives from each training stage of structured_study.sh --task mt: the
+    from-scratch runs (ARCH, the small arch) lr 0.002 with 100 warmup updates, the fine-tunes
+    (masked and dense) lr 0.0005 with 1; fairseq-train and the venv's python are stubs."""
+    venv = tmp_path / "venv/bin"
+    venv.mkdir(parents=True)
+    received = tmp_path / "fairseq-train.args"
+    (venv / "fairseq-train").write_text(  # --help: require_arch's check
+        f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] || printf "%s\\n" "$*" >> {received}\n')
+    (venv / "python").write_text("#!/usr/bin/env bash\necho 0.01\n")  # train_stats.py: seconds per update
+    for stub in venv.iterdir():
+        stub.chmod(0o755)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.en-fr.en.bin").touch()
+    stages = f"""set -euo pipefail
+        source {ROOT}/scripts/lib/common.sh
+        source {ROOT}/scripts/lib/drophead.sh
+        PRETRAIN_MINUTES='' PRETRAINED='' SMALL_PRETRAINED='' ARCH='' SMALL_ARCH='' MAX_UPDATE='' FINETUNE=''
+        SPEED_SENTENCES='' BLEU_SENTENCES='' OUT={tmp_path}/out FIRST={tmp_path}/out/models/none/seed1
+        BASE={tmp_path}/base.pt RESTORE=(--reset-optimizer) DATA={data}  # setup_task would binarize test subsets
+        source {ROOT}/scripts/lib/structured_mt.sh
+        train_model none 1
+        train_small
+        finetune_with_mask {tmp_path}/out/finetuned/heads50 --prune-granularity head --prune-sparsity 0.5
+        finetune_from {tmp_path}/base.pt {tmp_path}/out/finetuned/dense 150
+    """
+    run(["bash", "-c", stages], env={"VENV": str(tmp_path / "venv")})
+    commands = [line.split() for line in received.read_text().splitlines()]
+    assert [(flag_values(c, "--lr"), flag_values(c, "--warmup-updates"), flag_values(c, "--max-tokens"))
+            for c in commands] == [("0.002", "100", "1024")] * 2 + [("0.0005", "1", "1024")] * 2
+    assert "translation_timed" in commands[1] and "translation_pruning" in commands[2]

@@ -1,7 +1,7 @@
 """int8 inference on CPU: ``fairseq-generate ... --model-overrides "{'int8_inference': True}"``
 swaps every ``nn.Linear`` of a plugin model for torch's dynamic int8 Linear
-(``torch.ao.quantization.quantize_dynamic``: weights quantized once per
-channel, activations per batch, fbgemm/onednn kernels) when fairseq prepares
+(``torch.ao.quantization.quantize_dynamic``'s default: weights quantized once, one scale per
+matrix, activations per batch, fbgemm/onednn kernels) when fairseq prepares
 the model for inference, or at its first forward where no tool does (fairseq-validate)."""
 import logging
 
@@ -25,8 +25,8 @@ def quantize_linear_int8(model):
             # fairseq's fused attention path reads q_proj.weight & co. as tensors;
             # its standard path calls the projections, which may then be int8 modules.
             module.skip_embed_dim_check = True
-    # A pruning task's checkpoint (the saved task builds the model, e.g. in fairseq-validate) holds
-    # its weights as parametrizations, which quantize_dynamic cannot swap: int8 takes what they compute.
+    # A model holding its weights as parametrizations (a pruning task's, unless built to run a checkpoint,
+    # which folds them at load) cannot be swapped by quantize_dynamic: int8 takes what they compute.
     without_parametrizations(model)
     count = sum(isinstance(m, nn.Linear) for m in model.modules())
     torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)

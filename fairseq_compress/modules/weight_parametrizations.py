@@ -7,7 +7,8 @@ with ``--qat-bits``, ``QATQuantizer`` as its second; its state dict then holds
 of ``NAME.weight``. A model without those parametrizations (a stock arch in
 ``fairseq-generate``, ``fairseq-compress``) reads the pruned weight ``original * mask`` instead:
 ``fold_pruning_masks``, applied where fairseq upgrades a state dict for the model that loads it
-(``fairseq_hooks``).
+(``fairseq_hooks``). A pruning task's model built to run a checkpoint (``fairseq-generate``,
+``fairseq-validate``) folds its parametrizations once loaded (``fold_once_loaded``).
 """
 from typing import Collection, Dict, Iterator, Tuple
 
@@ -118,3 +119,10 @@ def without_parametrizations(model: nn.Module) -> nn.Module:
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model
+
+
+def fold_once_loaded(model: nn.Module, _incompatible_keys) -> None:
+    """``register_load_state_dict_post_hook`` of a model that runs a checkpoint: its weights become
+    what the parametrizations compute from the loaded state, once, instead of at every forward
+    (every decoding step of fairseq-generate)."""
+    without_parametrizations(model)

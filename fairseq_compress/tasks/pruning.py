@@ -33,7 +33,8 @@ from ..compress.structured_pruning import (UNITS, accumulate_importance, attach_
                                            layer_keeps, reset_importance, structured_keeps, targets_of)
 from ..errors import ConfigError
 from ..modules.layer_gates import attach_layer_gates, gated_layers, set_gate
-from ..modules.weight_parametrizations import PruningMask, QATQuantizer, accept_dense_weight, masked_weights
+from ..modules.weight_parametrizations import (PruningMask, QATQuantizer, accept_dense_weight, fold_once_loaded,
+                                               masked_weights)
 from .registry import register_mixin_task
 
 
@@ -186,6 +187,8 @@ class PruningMixin:
         # found once here, not by walking the model at every update
         self.scored_groups = attach_masks(model, self.cfg)
         self.gated_layers = [layer for _, layer in gated_layers(model)]
+        if from_checkpoint:  # fairseq builds it to run a checkpoint (generate, validate, the hub), not to train it
+            model.register_load_state_dict_post_hook(fold_once_loaded)
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):

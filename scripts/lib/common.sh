@@ -3,6 +3,7 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
+# shellcheck disable=SC2034  # for the scripts that source this
 PY=$VENV/bin/python
 USER_DIR=$ROOT/fairseq_compress
 # The venv's tools, unless the caller's PATH holds the venv already: then its order stands
@@ -16,6 +17,7 @@ log() { echo "[$(basename "$0")] $*" >&2; }
 # SPEC lists "--flag=VAR" (takes a value), "--flag=VAR?" (a switch: VAR=1) and
 # "--" (arguments after -- go to EXTRA). --force sets FORCE=1, -h prints USAGE;
 # everything else lands in POSITIONAL.
+# shellcheck disable=SC2034  # POSITIONAL and EXTRA are the caller's
 parse_args() {
   local usage=$1 spec=$2 item
   shift 2
@@ -147,7 +149,9 @@ run_training() {
   local save_dir=$1; shift
   local stamp
   stamp=$(printf '%q ' "$@")
-  stamp=${stamp//"$ROOT"/'$ROOT'}  # the plugin's path: a run resumes from another checkout of the repo
+  # The plugin's path as the literal text $ROOT: a run resumes from another checkout of the repo.
+  # shellcheck disable=SC2016
+  stamp=${stamp//"$ROOT"/'$ROOT'}
   if [[ -e $save_dir ]]; then
     if [[ ${FORCE:-0} == 1 ]]; then
       rm -rf "$save_dir"
@@ -181,6 +185,7 @@ require_arch() {
 # of training time ('' = none): the plugin's TASK_timed task, which stops after
 # MINUTES with validation and checkpoint saving not counted, and writes
 # SAVE_DIR/curve.jsonl. fairseq's --stop-time-hours would count them.
+# shellcheck disable=SC2034  # BUDGET is the caller's
 set_budget() {
   BUDGET=()
   [[ -z $1 ]] && return 0

@@ -9,10 +9,13 @@
 # structured_study.sh.
 # shellcheck shell=bash
 
+declare OUT BASE  # structured_study.sh's, read by the steps below
+# shellcheck disable=SC2034  # read by structured_study.sh
 METRIC=accuracy STUDY=structured_study_cls IPQ_CONFIG=roberta
 : "${ARCH:=roberta_l3_h256}" "${SMALL_ARCH:=roberta_l2_h128}" "${MAX_UPDATE:=400}" "${FINETUNE:=150}"
 : "${PRETRAIN_MINUTES:=15}" "${SPEED_SENTENCES:=1024}"
 [[ -z $BLEU_SENTENCES ]] || die "--bleu-sentences is for --task mt (cls scores its whole dev and test splits)"
+# shellcheck disable=SC2034  # read by structured_study.sh
 RACE_ARGS=(--speed-sentences "$SPEED_SENTENCES")
 [[ $PRETRAIN_MINUTES =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--pretrain-minutes must be a positive number, got '$PRETRAIN_MINUTES'"
 [[ -z $PRETRAINED || -f $PRETRAINED ]] || die "--pretrained: no such checkpoint: $PRETRAINED"
@@ -23,6 +26,7 @@ setup_task() {  # the shipped English text and cls task prepared (idempotent); S
   require_dir "$raw/cls" "RAW/cls (the shipped corpus is data-bin/raw)"
   bash "$ROOT/scripts/prepare_mlm.sh" "$raw/en" "$ROOT/data-bin/en"
   bash "$ROOT/scripts/prepare_glue.sh" "$raw/cls" "$ROOT/data-bin/cls" "$ROOT/data-bin/en"
+  # shellcheck disable=SC2034  # SPEED_DATA: read by structured_study.sh
   DATA=$ROOT/data-bin/cls SCORE_DATA=$ROOT/data-bin/cls SPEED_DATA=$ROOT/data-bin/cls
 }
 

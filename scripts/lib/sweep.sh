@@ -2,6 +2,8 @@
 # sweep_mt.sh and sweep_mlm.sh; source it after lib/common.sh.
 # shellcheck shell=bash
 
+declare ROOT ARCHS_EXAMPLE BATCH_TOKENS MICRO_TOKENS VALIDATE_SECONDS LR WARMUP SEED  # the sourcing script's
+# shellcheck disable=SC2034  # the sourcing script parses its options with it
 SWEEP_OPTIONS="--budget-minutes=BUDGET --archs=ARCHS --batch-tokens=BATCH_TOKENS --max-micro-tokens=MICRO_TOKENS --validate-seconds=VALIDATE_SECONDS --lr=LR --warmup=WARMUP --seed=SEED"
 
 # run_sweep TRAIN_SCRIPT DATA OUT Y [fairseq-train args...]: train every arch of
