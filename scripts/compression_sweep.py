@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List
 
 from fairseq_compress.checkpoint_info import trained_as
-from fairseq_compress.compress.scalar_quantizer import BITS
+from fairseq_compress.modules.scalar_quantizer import BITS
 from fairseq_compress.compress.size import checkpoint_size
 from fairseq_compress.studies.stages import ROOT, make_once, run, run_once
 

@@ -1,6 +1,7 @@
 """Quant-Noise criterion: noise math, functional noise (weights never modified),
 eval determinism, module selection, and fairseq-train end to end with two
 inner criteria, plus bad input."""
+import functools
 import re
 
 import pytest
@@ -8,11 +9,12 @@ import torch
 from fairseq import options, tasks
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion
 from fairseq.logging import metrics
+from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 
 import fairseq_compress  # noqa: F401
-from fairseq_compress.compress.scalar_quantizer import fake_quantize
 from fairseq_compress.criterions.quant_noise import DEFAULT_EXCLUDE, QuantNoiseCriterion
-from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, scalar_noise
+from fairseq_compress.modules.quant_noise import noised_parameters, pq_noise, recompute_with_noise, scalar_noise
+from fairseq_compress.modules.scalar_quantizer import fake_quantize
 
 from conftest import USER_DIR, one_line_error, run, train_mt_command
 
@@ -218,6 +220,31 @@ def test_noise_survives_activation_checkpointing(mt_data, tmp_path):
     for key, value in runs["plain"].items():
         torch.testing.assert_close(runs["checkpointed"][key], value, atol=1e-6, rtol=0,
                                    msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_fairseq_checkpoint_wrapper_is_what_noise_on_reruns_unpacks():
+    # The partial checkpoint_wrapper leaves on a layer is fairseq's private layout: this test is
+    # the one that fails when a fairseq upgrade changes it.
+    layer = checkpoint_wrapper(torch.nn.Linear(4, 4))
+    assert recompute_with_noise(layer, {}, set()) and layer.recomputes_with_noise
+    rerun = layer.forward.args[0]
+    assert layer.forward.args[1:] == (False,) and rerun is not layer.precheckpoint_forward
+    torch.testing.assert_close(layer(torch.ones(2, 4)), layer.precheckpoint_forward(torch.ones(2, 4)))
+
+
+@pytest.mark.parametrize("changed, fragment", [
+    (lambda forward, original: original, "not a functools.partial"),
+    (lambda forward, original: functools.partial(print, *forward.args), "'print', not _checkpointed_forward"),
+    (lambda forward, original: functools.partial(forward.func, original, False, None), "binds 3 positional"),
+    (lambda forward, original: functools.partial(forward.func, original, offload_to_cpu=False), "binds 1 positional"),
+    (lambda forward, original: functools.partial(forward.func, print, False), "not the layer's precheckpoint_forward"),
+])
+def test_a_changed_checkpoint_wrapper_fails_in_one_line(changed, fragment):
+    layer = checkpoint_wrapper(torch.nn.Linear(4, 4))
+    layer.forward = changed(layer.forward, layer.precheckpoint_forward)
+    with pytest.raises(RuntimeError, match="^fairseq's checkpoint_wrapper changed") as error:
+        recompute_with_noise(layer, {}, set())
+    assert fragment in str(error.value) and "\n" not in str(error.value)
 
 
 def test_noised_fractions_of_several_ranks_are_logged_as_numbers():

@@ -24,7 +24,7 @@ from typing import Callable, Dict, Iterable, List, Literal, NotRequired, Optiona
 
 import torch
 
-from .scalar_quantizer import dequantize, scalar_quantize
+from ..modules.scalar_quantizer import dequantize, scalar_quantize
 
 FORMAT_KEY = "fairseq_compress_format"  # top-level checkpoint entry marking a compressed file
 FORMAT_VERSION = 1

@@ -7,10 +7,10 @@ without building the model; checkpoints of the pruning tasks are folded first.""
 import re
 
 from ..errors import ConfigError
+from ..modules.scalar_quantizer import BITS
 from ..modules.weight_parametrizations import fold_pruning_masks
 from .checkpoint_format import encode_dense, encode_weight, load_dense_checkpoint, tie_key, with_aliases, write_checkpoint
 from .magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
-from .scalar_quantizer import BITS
 
 
 def is_weight_matrix(name, tensor):

@@ -22,11 +22,11 @@ from fairseq.logging import metrics
 from fairseq.utils import safe_getattr
 from torch.nn.utils import parametrize
 
-from ..compress.scalar_quantizer import BITS
 from ..errors import ConfigError
 from .inner_criterion import chosen_inner_class, subclass_for, with_inner_options
 from ..modules.quant_noise import (noised_modules, noised_parameters, pq_noise, recompute_with_noise, scalar_noise,
                                    swapped_parameters)
+from ..modules.scalar_quantizer import BITS
 
 INNER_CRITERIA = ("cross_entropy", "label_smoothed_cross_entropy", "masked_lm", "sentence_prediction", "electra")
 # The output layer stays exact, as in the paper: decoder output projection, LM heads, classifier heads;

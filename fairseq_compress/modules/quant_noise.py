@@ -12,10 +12,11 @@ import re
 from typing import Callable, Collection, Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
+from fairseq.modules import checkpoint_activations
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..compress.scalar_quantizer import fake_quantize
+from .scalar_quantizer import fake_quantize
 
 NOISED_MODULES = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
 
@@ -97,6 +98,26 @@ def swapped_parameters(model: nn.Module, replacements: Mapping[int, torch.Tensor
             module._parameters[name] = p
 
 
+# fairseq's checkpoint_wrapper (fairseq 0.12.3, private) sets a wrapped layer's forward to
+# ``partial(_checkpointed_forward, original_forward, offload_to_cpu)``; recompute_with_noise rebuilds
+# that partial around a noised original_forward. Checked, so that a fairseq which builds it otherwise
+# stops the run with one line instead of silently training checkpointed layers without noise.
+def checkpointed_forward_change(module: nn.Module) -> Optional[str]:
+    """What differs from fairseq 0.12.3's wrapped forward in ``module``, or None."""
+    forward = module.forward
+    if not isinstance(forward, functools.partial):
+        return f"the wrapped forward is a {type(forward).__name__}, not a functools.partial"
+    expected = getattr(checkpoint_activations, "_checkpointed_forward", None)
+    if forward.func is not expected:
+        return f"the partial calls {getattr(forward.func, '__qualname__', forward.func)!r}, not _checkpointed_forward"
+    if len(forward.args) != 2 or forward.keywords:
+        return (f"the partial binds {len(forward.args)} positional and {sorted(forward.keywords)} keyword "
+                f"arguments, not (original_forward, offload_to_cpu)")
+    if forward.args[0] is not module.precheckpoint_forward:
+        return "the partial's first argument is not the layer's precheckpoint_forward"
+    return None
+
+
 def recompute_with_noise(model: nn.Module, noise_of_step: Dict[int, torch.Tensor], holders: Collection[int]) -> bool:
     """Make the layers that fairseq's ``checkpoint_wrapper`` wraps (``--checkpoint-activations``)
     see the step's noise when backward reruns them. The rerun happens after
@@ -110,6 +131,10 @@ def recompute_with_noise(model: nn.Module, noise_of_step: Dict[int, torch.Tensor
     wrapped = False
     for module in model.modules():
         if hasattr(module, "precheckpoint_forward") and not getattr(module, "recomputes_with_noise", False):
+            change = checkpointed_forward_change(module)
+            if change is not None:
+                raise RuntimeError(f"fairseq's checkpoint_wrapper changed ({change}): Quant-Noise cannot reach "
+                                   f"{type(module).__name__}'s rerun; update modules/quant_noise.py")
             checkpointed = module.forward
             rerun = with_noise_on_rerun(module, checkpointed.args[0], noise_of_step, holders)
             module.forward = functools.partial(checkpointed.func, rerun, *checkpointed.args[1:])

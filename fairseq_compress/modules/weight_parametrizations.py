@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..compress.scalar_quantizer import fake_quantize
+from .scalar_quantizer import fake_quantize
 
 PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
 PRUNING_MASK = ".parametrizations.weight.0.mask"

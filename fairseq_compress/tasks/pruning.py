@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
+from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
@@ -28,14 +29,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..compress.magnitude_pruning import DEFAULT_TARGETS, magnitude_masks
-from ..compress.scalar_quantizer import BITS
 from ..compress.structured_pruning import (UNITS, accumulate_importance, attach_importance, check_granularities,
                                            layer_keeps, reset_importance, structured_keeps, targets_of)
 from ..errors import ConfigError
 from ..modules.layer_gates import attach_layer_gates, gated_layers, set_gate
+from ..modules.scalar_quantizer import BITS
 from ..modules.weight_parametrizations import (PruningMask, QATQuantizer, accept_dense_weight, fold_once_loaded,
                                                masked_weights)
-from .registry import register_mixin_task
 
 
 @dataclass
@@ -219,9 +219,33 @@ class PruningMixin:
                 weight.mul_(mask)
 
 
-TranslationPruningTask = register_mixin_task("translation_pruning", PruningMixin, PruningOptions,
-                                             TranslationTask, TranslationConfig)
-MaskedLMPruningTask = register_mixin_task("masked_lm_pruning", PruningMixin, PruningOptions,
-                                          MaskedLMTask, MaskedLMConfig)
-SentencePredictionPruningTask = register_mixin_task("sentence_prediction_pruning", PruningMixin, PruningOptions,
-                                                    SentencePredictionTask, SentencePredictionConfig)
+# The registered tasks: the stock task with PruningMixin first in its MRO, and its config with the
+# PruningOptions flags. Checkpoints store the task name and config fields, so both stay as they are.
+@dataclass
+class TranslationPruningConfig(PruningOptions, TranslationConfig):
+    pass
+
+
+@register_task("translation_pruning", dataclass=TranslationPruningConfig)
+class TranslationPruningTask(PruningMixin, TranslationTask):
+    """``translation`` with pruning masks and quantization-aware training."""
+
+
+@dataclass
+class MaskedLMPruningConfig(PruningOptions, MaskedLMConfig):
+    pass
+
+
+@register_task("masked_lm_pruning", dataclass=MaskedLMPruningConfig)
+class MaskedLMPruningTask(PruningMixin, MaskedLMTask):
+    """``masked_lm`` with pruning masks and quantization-aware training."""
+
+
+@dataclass
+class SentencePredictionPruningConfig(PruningOptions, SentencePredictionConfig):
+    pass
+
+
+@register_task("sentence_prediction_pruning", dataclass=SentencePredictionPruningConfig)
+class SentencePredictionPruningTask(PruningMixin, SentencePredictionTask):
+    """``sentence_prediction`` with pruning masks and quantization-aware training."""
