@@ -18,7 +18,6 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 Recipes and budgets: configs/distillation.yaml (configs/distillation_smoke.yaml: the suite's toy run).
 """
 import argparse
-import csv
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..compress.size import deployed_bytes
-from .stages import ROOT, in_parallel, make_once, run
+from .stages import ROOT, in_parallel, make_once, run, write_csv
 from .translation_race import race
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -175,10 +174,7 @@ def write_rows(path: Path, contenders: List[Contender], exported: Dict[str, Path
             rows.append({"model": contender.name, "arch": contender.arch, "seed": contender.seed, "beam": beam,
                          "bleu": bleu, "mb": round(deployed_bytes(exported[key]) / 1e6, 2),
                          "sentences_per_s": speed, "speed_vs_teacher_beam5": round(speed / teacher_speed, 2)})
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows)
     return rows
 
 

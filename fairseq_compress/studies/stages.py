@@ -1,12 +1,13 @@
 """What every study needs around its stages: the tools' environment, a stage run once (its result
-file is its stamp, so a killed study resumes at the first missing file), and up to N stages at a
-time, one core each."""
+file is its stamp, so a killed study resumes at the first missing file), up to N stages at a
+time, one core each, and its CSV."""
+import csv
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Dict, Iterable, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the studies run its scripts/
 
@@ -50,3 +51,12 @@ def in_parallel(stages: Iterable[Callable[[], None]], jobs: int) -> None:
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(stage) for stage in stages]:
             future.result()
+
+
+def write_csv(path: Path, rows: List[Dict]) -> None:
+    """The rows (dicts with the same keys, in column order) as a CSV with a header."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

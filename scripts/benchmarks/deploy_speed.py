@@ -15,12 +15,11 @@ one at <= 1 BLEU lost. --csv writes the rows.
         [--data data-bin/en_fr] [--out checkpoints/deploy_speed] [--repeats 2] [--csv docs/results/deploy_speed.csv]
 """
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
 
-from fairseq_compress.studies.stages import ROOT
+from fairseq_compress.studies.stages import ROOT, write_csv
 from fairseq_compress.studies.translation_race import INT8, race
 
 from fairseq_compress.compress.size import deployed_bytes
@@ -80,11 +79,7 @@ def main():
         print(f"CTranslate2 int8, shrunk vs dense: {speed / dense_speed:.2f}x sentences/s (target >= 1.5x), "
               f"BLEU {dense_bleu - bleu:+.2f} lost (target <= 1.0)")
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows)
 
 
 if __name__ == "__main__":

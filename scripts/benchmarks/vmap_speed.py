@@ -10,12 +10,11 @@ the speed ratio to no map.
         [--csv docs/results/vmap_speed.csv]
 """
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
 
-from fairseq_compress.studies.stages import make_once
+from fairseq_compress.studies.stages import make_once, write_csv
 from fairseq_compress.studies.translation_race import translate
 
 
@@ -63,10 +62,7 @@ def main():
             print(f"beam {beam}, {name}: BLEU {bleus[name]:.2f}, {median:.1f} sentences/s ({median / base:.2f}x) "
                   f"(runs: {speeds[name]})")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows)
 
 
 if __name__ == "__main__":
