@@ -143,7 +143,7 @@ def sparsity_in(state):
 @pytest.fixture(scope="module")
 def imp_run(mt_data, tmp_path_factory):
     save = tmp_path_factory.mktemp("imp")
-    result = run(imp_command(mt_data, "--rewind-update", "1", "--save-dir", save))
+    result = run(imp_command(mt_data, "--rewind-update", "2", "--save-dir", save))
     return save, result.stdout + result.stderr
 
 
@@ -152,24 +152,27 @@ def test_translation_rounds_rewind_point_and_lr_restart(imp_run):
     for update in range(1, 13):
         rounds = min(update - 1, 8) // 4  # the mask of round r is made at the start of update 4r + 1
         assert sparsity_in(dump(save, update)) == pytest.approx(1 - (1 - RATE) ** rounds, abs=1e-3)
-    at_rewind_update = dump(save, 1)
+    # the first update runs at lr 0 (warmup from 0): --rewind-update 2 is the first point that differs from the init
+    before, at_rewind_update, after = dump(save, 1), dump(save, 2), dump(save, 3)
     for update in (4, 9, 12):
         state = dump(save, update)
         for key in masks_in(state):
             prefix = key[: -len("0.mask")]
             assert torch.equal(state[prefix + "0.rewind"], at_rewind_update[prefix + "original"])
+            assert not torch.equal(state[prefix + "0.rewind"], before[prefix + "original"])
+            assert not torch.equal(state[prefix + "0.rewind"], after[prefix + "original"])
     records = [json.loads(line) for line in re.findall(r"train_inner\W+(\{.*\})", log)]  # --log-format json
     lr = {int(record["num_updates"]): float(record["lr"]) for record in records}
-    # after update u the schedule stands at u in the first round, at 1 + u - 4r in round r (--rewind-update 1)
-    assert lr[4] == lr[8] == lr[1] and lr[5] == lr[9] == lr[2] and lr[1] < lr[2] < lr[3]  # warmup: rising
+    # after update u the schedule stands at u in the first round, at 2 + u - 4r in round r (--rewind-update 2)
+    assert lr[4] == lr[8] == lr[2] and lr[5] == lr[9] == lr[3] and lr[1] < lr[2] < lr[3]  # warmup: rising
 
 
 def test_kill_9_mid_round_then_rerun_equals_an_uninterrupted_run(imp_run, mt_data, tmp_path):
     whole, _ = imp_run
-    cmd = imp_command(mt_data, "--rewind-update", "1", "--save-dir", tmp_path)
-    assert kill_after_first_save(cmd, tmp_path, 0.5), "the run ended before it could be killed"
-    killed_at = max(int(p.stem) for p in (tmp_path / "rank0").glob("*.pt"))
-    assert 1 <= killed_at < 12
+    cmd = imp_command(mt_data, "--rewind-update", "2", "--save-dir", tmp_path)
+    # killed in the second round (its mask made at update 5): the rewind point (update 2) must come from the checkpoint
+    assert kill_after_first_save(cmd, tmp_path, 0.2, saved="rank0/6.pt"), "the run ended before it could be killed"
+    assert not (tmp_path / "rank0/9.pt").exists()
     run(cmd)  # the same command resumes from checkpoint_last.pt
     assert_same_run(torch.load(tmp_path / "rank0/12.pt", weights_only=True),
                     torch.load(whole / "rank0/12.pt", weights_only=True))
