@@ -9,7 +9,8 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
      (``random_reinit``, the control);
   2. one-shot magnitude pruning (``oneshot``) of the dense model (``imp_rewind``'s first round) to
      each round's sparsity, fine-tuned for ``round_updates``: as many updates as a ticket's last round;
-  3. test BLEU of every round end and one-shot model (scripts/eval_bleu.sh, one thread each);
+  3. test BLEU of every round end and one-shot model (scripts/eval_bleu.sh, one thread each; the IMP runs'
+     first round, the same dense model in all three, once);
   4. the CSV: a row per model with its measured sparsity and remaining target weights, and for the
      larger arch the smaller arch's BLEU at the same remaining weights (same arm, interpolated in log
      weights between its rounds) and the difference; the plot of BLEU against sparsity and against
@@ -253,10 +254,13 @@ def main(argv: Optional[List[str]] = None) -> None:
             stages.append(lambda d=save, a=arch, s=seed, f=flags: train(config, data, d, a, lottery.round_updates, s, f))
     in_parallel(stages, config.jobs)
 
-    # 3. test BLEU of every model, one thread each
-    scores = {key: out / "bleu" / f"{'_'.join(map(str, key))}.json" for key in models}
+    # 3. test BLEU of every model, one thread each; the three IMP runs share their first round (the same
+    #    seed and updates: rewinding and the control's fresh draw change nothing before the first mask), scored once
+    scored_as = {key: ("imp_rewind", *key[1:]) if key[3] == 0 else key for key in models}
+    scores = {key: out / "bleu" / f"{'_'.join(map(str, scored_as[key]))}.json" for key in models}
     (out / "bleu").mkdir(exist_ok=True)
-    in_parallel([lambda k=key: bleu_once(scores[k], models[k], data, config) for key in models], config.jobs)
+    distinct = dict.fromkeys(scored_as.values())
+    in_parallel([lambda k=key: bleu_once(scores[k], models[k], data, config) for key in distinct], config.jobs)
 
     # 4. the CSV, the plot and the docs' table
     rows = [{"arch": arch, "arm": arm, "seed": seed, "round": round_, **json.loads(scores[key].read_text())}
