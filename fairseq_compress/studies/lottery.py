@@ -49,7 +49,7 @@ class Lottery:
     archs: List[str] = field(default_factory=lambda: ["transformer_l2_h128", "transformer_l3_h256"])  # small first
     rounds: int = 10  # 1 - 0.8^10: 89 % of the targets pruned
     rate: float = 0.2
-    round_updates: int = 400
+    round_updates: int = 350
     rewind_update: int = 50  # imp_rewind's early update (Frankle et al. 2020); imp_init rewinds to 0
 
 
