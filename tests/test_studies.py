@@ -86,3 +86,12 @@ def test_lottery_study_bad_input(word_mt, tmp_path):
            ([f"data={data}", *where, "lottery.rounds=many"], ["lottery.rounds"])]
     for args, fragments in bad:
         one_line_error(run(LOTTERY + args, check=False), *fragments)
+
+
+def test_lottery_comparison_interpolates_in_log_weights():
+    from fairseq_compress.studies.lottery import at_remaining
+
+    points = [(1000, 20.0), (100, 10.0), (10, 4.0)]  # (remaining weights, BLEU), any order
+    assert at_remaining(points, 1000) == 20.0 and at_remaining(points, 10) == 4.0
+    assert at_remaining(points, 316) == pytest.approx(10 + 10 * 0.5, abs=0.01)  # halfway in log between 100 and 1000
+    assert at_remaining(points, 5) is None and at_remaining(points, 2000) is None  # no extrapolation
