@@ -11,6 +11,7 @@ functions, each once, whatever was imported first:
 | ``file_io.PathManager.rename`` | fsync, rename, fsync the directory | after a power loss the rename of fairseq's atomic save could survive while the data did not |
 | ``data.data_utils.batch_by_size`` | keeps the last batch | fairseq 0.12 drops it when its size is not a multiple of ``--required-batch-size-multiple`` (fairseq issue 5036): the longest sentences went unscored |
 | ``distributed.utils.call_main`` | joins the world of torchrun's environment, on CPU too; every rank loads the checkpoint it resumes | fairseq reads torchrun only when ``--distributed-world-size`` (default: the GPU count) is above 1, and takes the rank modulo the GPU count as device: on CPU, torchrun started independent single-rank trainings, or divided by zero. fairseq broadcasts rank 0's loaded checkpoint through ``torch.load``, whose safe default (torch >= 2.6) refuses its config: every resume on several ranks crashed |
+| ``Trainer.lr_step_update`` | steps the LR schedule at the task's ``lr_schedule_update(num_updates)`` when it has one | a lottery-ticket round (``--prune-schedule imp``) rewinds the LR schedule with the weights; fairseq steps it at the global update count, and no task hook reaches the scheduler |
 | ``sys.excepthook`` | one line for a user's error | a bad flag or file is not a traceback |
 
 Each replacement is recorded in ``INSTALLED`` against the original, so a
@@ -28,6 +29,7 @@ from fairseq.dataclass.configs import DistributedTrainingConfig
 from fairseq.distributed import utils as distributed_utils
 from fairseq.file_io import PathManager
 from fairseq.models import BaseFairseqModel
+from fairseq.trainer import Trainer
 
 from . import checkpoint_safety, errors
 from .compress import checkpoint_format
@@ -134,6 +136,24 @@ def distributed_call_main(call_main: Callable) -> Callable:
     return call_main_distributed
 
 
+def lr_schedule_of_the_task(lr_step_update: Callable) -> Callable:
+    """fairseq's per-update LR step, at the position the task's schedule names for this update."""
+
+    def lr_step_update_at_task_position(trainer):
+        position = getattr(trainer.task, "lr_schedule_update", None)
+        if position is None:
+            return lr_step_update(trainer)
+        scheduler = trainer.lr_scheduler
+        step_update = scheduler.step_update
+        scheduler.step_update = lambda num_updates: step_update(position(num_updates))  # for this one call
+        try:
+            return lr_step_update(trainer)
+        finally:
+            del scheduler.step_update
+
+    return lr_step_update_at_task_position
+
+
 def _replace(owner, name: str, make: Callable[[Callable], Callable], static: bool = False) -> None:
     key = (owner, name)
     current = getattr(owner, name)
@@ -153,6 +173,7 @@ def _replacements():
         (PathManager, "rename", lambda rename: checkpoint_safety.durable_replace, True),
         (data_utils, "batch_by_size", keep_last_batch, False),
         (distributed_utils, "call_main", distributed_call_main, False),
+        (Trainer, "lr_step_update", lr_schedule_of_the_task, False),
         (sys, "excepthook", errors.print_user_errors, False),
     ]
 

@@ -60,11 +60,12 @@ def saved_update(save_dir):
     return load_state(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"]
 
 
-def kill_after_first_save(cmd, save_dir, delay):
-    """Start cmd, SIGKILL it `delay` s after its first checkpoint_last.pt appears; True if it was still running."""
+def kill_after_first_save(cmd, save_dir, delay, saved="checkpoint_last.pt"):
+    """Start cmd, SIGKILL it `delay` s after save_dir/`saved` (its first checkpoint_last.pt) appears; True if it
+    was still running."""
     process = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    while not (save_dir / "checkpoint_last.pt").exists() and process.poll() is None:
+    while not (save_dir / saved).exists() and process.poll() is None:
         time.sleep(0.05)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)

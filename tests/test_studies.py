@@ -4,6 +4,8 @@ study promises. A rerun reuses every finished stage."""
 import csv
 import sys
 
+import pytest
+
 from conftest import ROOT, one_line_error, run
 
 STUDY = [sys.executable, "-m", "fairseq_compress.studies.distillation"]
@@ -41,3 +43,55 @@ def test_distillation_study_bad_input(tmp_path):
            ([f"out={tmp_path}", f"csv={tmp_path}/x.csv", "data=/nope", "teacher.epochs=3"], ["teacher.epochs"])]
     for args, fragments in bad:
         one_line_error(run(STUDY + args, check=False), *fragments)
+
+
+LOTTERY = [sys.executable, "-m", "fairseq_compress.studies.lottery"]
+LOTTERY_SMOKE = ROOT / "fairseq_compress/studies/configs/lottery_smoke.yaml"
+
+
+def test_lottery_study_smoke(word_mt, tmp_path):
+    data, _ = word_mt
+    study = LOTTERY + ["--config", LOTTERY_SMOKE, f"data={data}", f"out={tmp_path / 'study'}",
+                       f"csv={tmp_path / 'lottery.csv'}"]
+    printed = run(study).stdout
+    with open(tmp_path / "lottery.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["arch", "arm", "seed", "round", "bleu", "remaining_weights", "sparsity",
+                             "small_bleu_at_same_remaining", "large_minus_small"]
+    small, large = "transformer_e3d1_h128", "transformer_l2_h128"
+    per_arch = [(arm, "1", str(r)) for arm in ("imp_rewind", "imp_init", "random_reinit") for r in range(3)]
+    per_arch += [("oneshot", "1", "1"), ("oneshot", "1", "2")]
+    assert [(r["arch"], r["arm"], r["seed"], r["round"]) for r in rows] == \
+        [(arch, *key) for arch in (small, large) for key in per_arch]
+    for row in rows:  # each model pruned as its round says: 1 - 0.8^r of its targets
+        assert float(row["sparsity"]) == pytest.approx(1 - 0.8 ** int(row["round"]), abs=1e-3)
+        assert 0 <= float(row["bleu"]) <= 100
+    compared = [r for r in rows if r["large_minus_small"] != ""]
+    assert compared and all(r["arch"] == large for r in compared)  # the larger ticket against the smaller
+    for row in compared:
+        assert float(row["large_minus_small"]) == pytest.approx(
+            float(row["bleu"]) - float(row["small_bleu_at_same_remaining"]), abs=0.011)
+    assert "| transformer_l2_h128 | imp_rewind |" in printed and (tmp_path / "lottery.png").stat().st_size > 0
+
+    (tmp_path / "lottery.csv").unlink()
+    rerun = run(study)  # every stage reused: nothing trains or translates again
+    assert (tmp_path / "lottery.csv").exists() and "training ->" not in rerun.stderr
+
+
+def test_lottery_study_bad_input(word_mt, tmp_path):
+    data, _ = word_mt
+    where = [f"out={tmp_path}", f"csv={tmp_path / 'x.csv'}"]
+    bad = [(["data=/nope", *where], ["data=/nope", "prepare_mt.sh"]),
+           ([f"data={data}", *where, "lottery.archs=[transformer_l2_h128]"], ["lottery.archs must name two archs"]),
+           ([f"data={data}", *where, "lottery.rounds=many"], ["lottery.rounds"])]
+    for args, fragments in bad:
+        one_line_error(run(LOTTERY + args, check=False), *fragments)
+
+
+def test_lottery_comparison_interpolates_in_log_weights():
+    from fairseq_compress.studies.lottery import at_remaining
+
+    points = [(1000, 20.0), (100, 10.0), (10, 4.0)]  # (remaining weights, BLEU), any order
+    assert at_remaining(points, 1000) == 20.0 and at_remaining(points, 10) == 4.0
+    assert at_remaining(points, 316) == pytest.approx(10 + 10 * 0.5, abs=0.01)  # halfway in log between 100 and 1000
+    assert at_remaining(points, 5) is None and at_remaining(points, 2000) is None  # no extrapolation

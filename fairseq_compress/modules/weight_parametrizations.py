@@ -21,18 +21,23 @@ from .scalar_quantizer import fake_quantize
 PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
 PRUNING_MASK = ".parametrizations.weight.0.mask"
 IMPORTANCE = "importance"
+REWIND = "rewind"
 _PARAMETRIZATION_STATE = ".parametrizations.weight."
 
 
 class PruningMask(nn.Module):
     """weight * mask; the mask is a bool buffer (saved, restored on resume), all ones at first.
     With ``--prune-score gradient`` the mask of a unit's deciding part (out_proj, fc2) also holds
-    the units' accumulated importance (``importance``, structured_pruning.py)."""
+    the units' accumulated importance (``importance``, structured_pruning.py). With ``--prune-schedule
+    imp`` it holds the weights a lottery-ticket round rewinds to (``rewind``), in the checkpoint so a
+    round resumes exactly; ``fairseq-compress`` and stock models drop it with the other mask state."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, rewind: bool = False):
         super().__init__()
         self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
-        self.register_load_state_dict_pre_hook(importance_as_built)
+        if rewind:
+            self.register_buffer(REWIND, weight.detach().clone())
+        self.register_load_state_dict_pre_hook(optional_state_as_built)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
@@ -48,14 +53,16 @@ class PruningMask(nn.Module):
         return self
 
 
-def importance_as_built(mask: PruningMask, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
-    """A checkpoint scored otherwise than the model loading it: importance starts at zero where the
-    model accumulates it and the checkpoint has none, and is dropped where the model has none."""
-    name = prefix + IMPORTANCE
-    if hasattr(mask, IMPORTANCE):
-        state_dict.setdefault(name, torch.zeros_like(getattr(mask, IMPORTANCE)))
-    else:
-        state_dict.pop(name, None)
+def optional_state_as_built(mask: PruningMask, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
+    """A checkpoint pruned otherwise than the model loading it: importance (zero as built) and rewind
+    weights (the loading model's own) stay as built where the checkpoint has none, and are dropped
+    where the model has none."""
+    for buffer in (IMPORTANCE, REWIND):
+        name = prefix + buffer
+        if hasattr(mask, buffer):
+            state_dict.setdefault(name, getattr(mask, buffer))
+        else:
+            state_dict.pop(name, None)
 
 
 class QATQuantizer(nn.Module):
@@ -78,6 +85,15 @@ def masked_weights(model: nn.Module) -> Iterator[Tuple[nn.Parameter, torch.Tenso
             parametrizations = module.parametrizations.weight
             if isinstance(parametrizations[0], PruningMask):
                 yield parametrizations.original, parametrizations[0].mask
+
+
+def rewind_weights(model: nn.Module) -> Iterator[Tuple[str, nn.Parameter, torch.Tensor, torch.Tensor]]:
+    """(module name, original weight, mask, rewind weights) of every PruningMask holding rewind weights."""
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrizations = module.parametrizations.weight
+            if hasattr(parametrizations[0], REWIND):
+                yield name, parametrizations.original, parametrizations[0].mask, getattr(parametrizations[0], REWIND)
 
 
 def accept_dense_weight(module: nn.Module, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
