@@ -51,10 +51,6 @@ make_venv() {
   # and holds the fairseq CLIs in its bin/ (the tests put that first on PATH). Not
   # --system-site-packages: python3 is itself a venv (/opt/torch/.venv), and that flag would show
   # the base interpreter's packages, not its. --without-pip: pip comes via the .pth too.
-  if [[ -e $VENV ]] && ! compgen -G "$VENV/lib/python*/site-packages/$MARKER" >/dev/null; then
-    echo "gpu_check: $VENV exists, was not made by this script and does not import fairseq: set GPU_VENV"
-    return 1
-  fi
   "$BASE_PYTHON" -m venv --without-pip --clear "$VENV"
   local site
   site=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
@@ -66,6 +62,11 @@ stage_env() {
   if env_ready; then
     echo "gpu_check: reusing $VENV, which imports fairseq and fairseq_compress"
   else
+    # someone's folder is never replaced, whatever else is missing
+    if [[ -e $VENV ]] && ! compgen -G "$VENV/lib/python*/site-packages/$MARKER" >/dev/null; then
+      echo "gpu_check: $VENV exists, was not made by this script and does not import fairseq: set GPU_VENV"
+      return 1
+    fi
     compgen -G ".gpu_wheels/fairseq_fixed-*-cp312-*.whl" >/dev/null ||
       { echo "gpu_check: .gpu_wheels/ has no cp312 fairseq wheel: run scripts/gpu_wheels.sh here and carry .gpu_wheels"; return 1; }
     make_venv

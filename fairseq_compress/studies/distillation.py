@@ -17,32 +17,21 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 
 Recipes and budgets: configs/distillation.yaml (configs/distillation_smoke.yaml: the suite's toy run).
 """
-import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from ..compress.size import deployed_bytes
+from .study_config import RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, study_paths
 from .stages import ROOT, in_parallel, make_once, run, write_csv
 from .translation_race import race
 
-CONFIGS = Path(__file__).parent / "configs"
-RESTORE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]
-
-
-@dataclass
-class Recipe:
-    lr: float = 0.002
-    warmup: int = 400
-    max_tokens: int = 1024
 
 
 @dataclass
@@ -103,36 +92,15 @@ class Contender:
     checkpoint: Path
 
 
-def load_config(argv: Optional[List[str]]) -> StudyConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=CONFIGS / "distillation.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. seeds=[1] teacher.updates=2000")
-    args = parser.parse_args(argv)
-    if not args.config.is_file():
-        sys.exit(f"error: --config {args.config}: no such file")
-    try:
-        config = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(args.config),
-                                 OmegaConf.from_dotlist(args.overrides))
-        OmegaConf.to_container(config, throw_on_missing=True)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        sys.exit(f"error: {args.config}: {f'{key}: ' if key else ''}{str(error).splitlines()[0]}")
-    return config
-
-
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
-    data = Path(config.data)
-    if not (data / "spm.model").is_file() or not list(data.glob("train.*-*.*.bin")):
-        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    check_translation_study(config.data, config.csv)
     if not config.seeds or config.jobs < 1 or 5 not in config.race.beams or config.race.repeats < 1:
         sys.exit("error: seeds must not be empty, race.beams must hold 5 (the teacher's reference), "
                  "jobs and race.repeats must be >= 1")
     for name, updates in (("teacher.updates", config.teacher.updates), ("student.updates", config.student.updates)):
         if updates < 1:
             sys.exit(f"error: {name} must be >= 1, got {updates}")
-    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
 
 
 def train(config: StudyConfig, data: Path, save: Path, arch: str, updates: int, seed: int = 1,
@@ -212,20 +180,16 @@ def summary(rows: list) -> str:
     for name in dict.fromkeys(row["model"] for row in rows):
         for beam in dict.fromkeys(row["beam"] for row in rows):
             mine = [row for row in rows if row["model"] == name and row["beam"] == beam]
-            bleus = [r["bleu"] for r in mine]
-            spread = f" +- {statistics.stdev(bleus):.2f}" if len(bleus) > 1 else ""
-            lines.append(f"| {name} | {beam} | {statistics.mean(bleus):.2f}{spread} | {mine[0]['mb']} | "
+            lines.append(f"| {name} | {beam} | {mean_and_spread([r['bleu'] for r in mine])} | {mine[0]['mb']} | "
                          f"{statistics.mean(r['sentences_per_s'] for r in mine):.1f} | "
                          f"{statistics.mean(r['speed_vs_teacher_beam5'] for r in mine):.2f}x |")
     return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    config = load_config(argv)
+    config = load_config(StudyConfig, "distillation", __doc__, argv, "seeds=[1] teacher.updates=2000")
     check_config(config)
-    os.environ["OMP_NUM_THREADS"] = "1"  # one core per step: trainings side by side, races on one thread
-    data, out = Path(config.data).resolve(), Path(config.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    data, out = study_paths(config)
     student = config.student
 
     # 1. the teacher, and the student arch from scratch beside it

@@ -20,12 +20,9 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 
 Recipes and budgets: configs/lottery.yaml (configs/lottery_smoke.yaml: the suite's toy run).
 """
-import argparse
-import csv
 import json
 import logging
 import math
-import os
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -33,14 +30,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
-from .distillation import RESTORE, Recipe
-from .stages import ROOT, in_parallel, run
+from .study_config import RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, study_paths
+from .stages import ROOT, in_parallel, run, write_csv
 from .translation_race import translate
 
-CONFIGS = Path(__file__).parent / "configs"
 ARMS = ("imp_rewind", "imp_init", "random_reinit", "oneshot")
 
 
@@ -71,35 +66,14 @@ class StudyConfig:
     eval: Evaluation = field(default_factory=Evaluation)
 
 
-def load_config(argv: Optional[List[str]]) -> StudyConfig:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=CONFIGS / "lottery.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. seeds=[1,2] lottery.rounds=5")
-    args = parser.parse_args(argv)
-    if not args.config.is_file():
-        sys.exit(f"error: --config {args.config}: no such file")
-    try:
-        config = OmegaConf.merge(OmegaConf.structured(StudyConfig), OmegaConf.load(args.config),
-                                 OmegaConf.from_dotlist(args.overrides))
-        OmegaConf.to_container(config, throw_on_missing=True)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None)
-        sys.exit(f"error: {args.config}: {f'{key}: ' if key else ''}{str(error).splitlines()[0]}")
-    return config
-
-
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line (fairseq-train checks the imp flags)."""
-    data = Path(config.data)
-    if not (data / "spm.model").is_file() or not list(data.glob("train.*-*.*.bin")):
-        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    check_translation_study(config.data, config.csv)
     if not config.seeds or config.jobs < 1 or len(config.lottery.archs) != 2:
         sys.exit("error: seeds must not be empty, jobs must be >= 1, lottery.archs must name two archs "
                  "(the smaller first)")
     if config.lottery.rounds < 1 or config.lottery.round_updates < 1:
         sys.exit("error: lottery.rounds and lottery.round_updates must be >= 1")
-    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
 
 
 def train(config: StudyConfig, data: Path, save: Path, arch: str, updates: int, seed: int, flags: tuple) -> None:
@@ -167,10 +141,7 @@ def write_rows(path: Path, rows: list, small: str, large: str) -> list:
             if small_bleu is not None:
                 row["small_bleu_at_same_remaining"] = round(small_bleu, 2)
                 row["large_minus_small"] = round(row["bleu"] - small_bleu, 2)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows)
     return rows
 
 
@@ -217,21 +188,17 @@ def summary(rows: list) -> str:
         for arm in ARMS:
             for round_ in sorted({r["round"] for r in rows if r["arch"] == arch and r["arm"] == arm}):
                 mine = [r for r in rows if r["arch"] == arch and r["arm"] == arm and r["round"] == round_]
-                bleus = [r["bleu"] for r in mine]
-                spread = f" +- {statistics.stdev(bleus):.2f}" if len(bleus) > 1 else ""
                 small = [r["small_bleu_at_same_remaining"] for r in mine if r["small_bleu_at_same_remaining"] != ""]
                 lines.append(f"| {arch} | {arm} | {mine[0]['sparsity']:.3f} | {mine[0]['remaining_weights']:,} | "
-                             f"{statistics.mean(bleus):.2f}{spread} | "
+                             f"{mean_and_spread([r['bleu'] for r in mine])} | "
                              f"{f'{statistics.mean(small):.2f}' if small else ''} |")
     return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    config = load_config(argv)
+    config = load_config(StudyConfig, "lottery", __doc__, argv, "seeds=[1,2] lottery.rounds=5")
     check_config(config)
-    os.environ["OMP_NUM_THREADS"] = "1"  # one core per step: trainings and translations side by side
-    data, out = Path(config.data).resolve(), Path(config.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    data, out = study_paths(config)
     lottery = config.lottery
     runs = [(arch, seed) for arch in lottery.archs for seed in config.seeds]
 

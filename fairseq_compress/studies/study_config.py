@@ -1,0 +1,65 @@
+"""A study's recipe: its YAML config (``configs/``) and ``key=value`` overrides merged onto the study's
+dataclass schema (an unknown key or a wrong type is one line before any work), and what every
+translation study shares: the train_mt.sh recipe and the checks of its data and CSV."""
+import argparse
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Type
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIGS = Path(__file__).parent / "configs"
+RESTORE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]  # fine-tune from a checkpoint
+
+
+@dataclass
+class Recipe:
+    """scripts/train_mt.sh's options for every from-scratch training of a study."""
+    lr: float = 0.002
+    warmup: int = 400
+    max_tokens: int = 1024
+
+
+def load_config(schema: Type, name: str, description: str, argv: Optional[List[str]], example: str):
+    """The study's config: CONFIGS/NAME.yaml (or --config FILE) and the command line's overrides on `schema`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=CONFIGS / f"{name}.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"e.g. {example}")
+    args = parser.parse_args(argv)
+    if not args.config.is_file():
+        sys.exit(f"error: --config {args.config}: no such file")
+    try:
+        config = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(args.config),
+                                 OmegaConf.from_dotlist(args.overrides))
+        OmegaConf.to_container(config, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        sys.exit(f"error: {args.config}: {f'{key}: ' if key else ''}{str(error).splitlines()[0]}")
+    return config
+
+
+def check_translation_study(data: str, csv: str) -> None:
+    """DATA is a prepared translation data-bin and CSV a .csv in an existing directory, else one line."""
+    if not (Path(data) / "spm.model").is_file() or not list(Path(data).glob("train.*-*.*.bin")):
+        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    if not Path(csv).parent.is_dir() or not csv.endswith(".csv"):
+        sys.exit(f"error: csv={csv} must be a .csv file in an existing directory")
+
+
+def study_paths(config) -> Tuple[Path, Path]:
+    """(data, out) of a checked config, resolved, out created; every step runs on one core from here
+    on (trainings side by side, speed races on one thread)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    data, out = Path(config.data).resolve(), Path(config.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return data, out
+
+
+def mean_and_spread(values: Sequence[float]) -> str:
+    """'mean +- std' over seeds (the mean alone for one seed), as the docs' tables print it."""
+    spread = f" +- {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.2f}{spread}"
