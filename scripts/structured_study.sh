@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Structured compression (issue 18): what removing heads, FFN neurons and layers buys in speed and
+# Structured compression (docs/structured.md): what removing heads, FFN neurons and layers buys in speed and
 # costs in quality, whether DropHead makes heads removable, and the Train-Large question at equal
 # speed; on translation (--task mt, the default: BLEU, fairseq-generate sentences/s; steps in
 # scripts/lib/structured_mt.sh) or sentence classification (--task cls: accuracy, the

@@ -1,7 +1,7 @@
 """Generation speed of a pruning-task checkpoint as fairseq-generate loads it (its parametrizations
 folded once at load) against the same model with them kept (``original * mask``, and the fake
 quantization of --qat-bits, recomputed at every decoding step: what fairseq-generate ran before
-issue 34). One process, fairseq's beam search (beam 5, hypotheses capped at 1.5 x source + 10
+the pruning tasks folded them at load). One process, fairseq's beam search (beam 5, hypotheses capped at 1.5 x source + 10
 tokens, as scripts/eval_bleu.sh), the first --sentences of the test split in batches of
 --batch-size, the two models alternating batch by batch so machine noise hits both alike; prints
 each one's sentences/s and the ratio, and checks that both generate the same hypotheses.
