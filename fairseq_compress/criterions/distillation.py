@@ -66,7 +66,9 @@ class FrozenTeacher:
     @torch.no_grad()
     def __call__(self, student: nn.Module, args, kwargs):
         weight = next(p for p in student.parameters() if p.is_floating_point())
-        self.model.to(device=weight.device, dtype=weight.dtype)  # a no-op after the first call
+        mine = next(self.model.parameters())
+        if (mine.device, mine.dtype) != (weight.device, weight.dtype):  # the first call: not a walk every step
+            self.model.to(device=weight.device, dtype=weight.dtype)
         return self.model(*args, **kwargs)
 
 
