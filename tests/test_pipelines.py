@@ -154,6 +154,19 @@ def test_train_mt_reruns_resume_and_refuse_other_runs(tmp_path):
     assert log_records((tmp_path / "ckpt/train.log").read_text(), "train")[-1]["num_updates"] == 3
 
 
+def test_a_run_resumes_from_another_checkout_and_its_stamp_keeps_data_paths_inside_the_checkout(tmp_path):
+    # Only the plugin's path becomes $ROOT/...: a data or save dir inside the checkout stays literal
+    # (rewriting it too made a run started from one checkout refuse to resume from another).
+    stamp_here = f"""source {ROOT}/scripts/lib/common.sh
+    run_training {tmp_path}/run true "$USER_DIR" "$ROOT/data-bin/x"
+    cat {tmp_path}/run/.train_command"""
+    assert run(["bash", "-c", stamp_here]).stdout == f"true $ROOT/fairseq_compress {ROOT}/data-bin/x \n"
+    elsewhere = f"""source {ROOT}/scripts/lib/common.sh
+    ROOT=/elsewhere; USER_DIR=/elsewhere/fairseq_compress
+    run_training {tmp_path}/run true "$USER_DIR" {ROOT}/data-bin/x"""
+    assert "nothing to do" in run(["bash", "-c", elsewhere]).stderr
+
+
 def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     en_bin, cls_bin = mlm_data
     pretrain = script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "electra_tiny", "--criterion", "electra",

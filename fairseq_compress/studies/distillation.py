@@ -220,16 +220,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     contenders = [Contender("teacher", config.teacher.arch, 1, teacher)]
     contenders += [Contender("scratch", student.arch, seed, scratch[seed] / "checkpoint_last.pt") for seed in config.seeds]
-    stages = []
-    for name, (arch, corpus, flags) in runs.items():
-        for seed in config.seeds:
-            save = out / name / f"seed{seed}"
-            contenders.append(Contender(name, arch, seed, save / "checkpoint_last.pt"))
-            stages.append(lambda a=arch, c=corpus, f=flags, s=seed, d=save: train(config, c, d, a, student.updates, s, f))
+    contenders += [Contender(name, arch, seed, out / name / f"seed{seed}" / "checkpoint_last.pt")
+                   for name, (arch, _, _) in runs.items() for seed in config.seeds]
     pruned = out / "pruned" / "finetuned"
     contenders.append(Contender("pruned_kd", config.teacher.arch, 1, pruned / "checkpoint_last.pt"))
-    stages.append(lambda: train(config, kd_data, pruned, config.teacher.arch, student.updates, 1,
-                                (*word_kd, "--restore-file", shrunk, *RESTORE), config.pruned.lr, config.pruned.warmup))
+    # the slowest first (the teacher-sized model), then seed by seed: a study cut short has whole seeds
+    stages = [lambda: train(config, kd_data, pruned, config.teacher.arch, student.updates, 1,
+                            (*word_kd, "--restore-file", shrunk, *RESTORE), config.pruned.lr, config.pruned.warmup)]
+    stages += [lambda a=arch, c=corpus, f=flags, s=seed, n=name: train(config, c, out / n / f"seed{s}", a,
+                                                                       student.updates, s, f)
+               for seed in config.seeds for name, (arch, corpus, flags) in runs.items()]
     in_parallel(stages, config.jobs)
 
     # 4. CTranslate2 int8, raced at each beam on one thread

@@ -149,9 +149,10 @@ run_training() {
   local save_dir=$1; shift
   local stamp
   stamp=$(printf '%q ' "$@")
-  # The plugin's path as the literal text $ROOT: a run resumes from another checkout of the repo.
+  # The plugin's path (only it: data and save dir may lie inside the checkout too) as the literal
+  # text $ROOT/fairseq_compress: a run resumes from another checkout of the repo.
   # shellcheck disable=SC2016
-  stamp=${stamp//"$ROOT"/'$ROOT'}
+  stamp=${stamp//"$USER_DIR"/'$ROOT/fairseq_compress'}
   if [[ -e $save_dir ]]; then
     if [[ ${FORCE:-0} == 1 ]]; then
       rm -rf "$save_dir"
