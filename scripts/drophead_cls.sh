@@ -50,5 +50,5 @@ finetune() {
 drophead_study finetune dev_accuracy accuracy.json max
 
 echo "Scheduled DropHead during fine-tuning on $TRAIN_EXAMPLES cls sentences, $ARCH pretrained as $PRETRAINED, test accuracy:"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${STUDY_GROUPS[@]}" --metric accuracy dev_accuracy --metric-file accuracy.json \
+"$PY" -m fairseq_compress.studies.summarize_runs "${STUDY_GROUPS[@]}" --metric accuracy dev_accuracy --metric-file accuracy.json \
   --csv "$ROOT/docs/results/drophead_cls.csv"

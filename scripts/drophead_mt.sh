@@ -58,5 +58,5 @@ drophead_study train_and_score best_valid_loss valid.json min
 "$PY" "$ROOT/scripts/lib/valid_curves.py" "${STUDY_GROUPS[@]}" --csv "$ROOT/docs/results/drophead_mt_valid_loss.csv" \
   --png "$ROOT/docs/results/drophead_mt_valid_loss.png" > /dev/null
 echo "Scheduled DropHead, $ARCH on $TRAIN_PAIRS EN-FR pairs, $MAX_UPDATE updates, test BLEU of the best-valid checkpoint:"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${STUDY_GROUPS[@]}" --metric bleu best_valid_loss best_update valid_loss_rise \
+"$PY" -m fairseq_compress.studies.summarize_runs "${STUDY_GROUPS[@]}" --metric bleu best_valid_loss best_update valid_loss_rise \
   --metric-file bleu.json valid.json --csv "$ROOT/docs/results/drophead_mt.csv"

@@ -54,7 +54,7 @@ side_by_side() {
 
 side_by_side calibration
 for name in electra mlm; do
-  spu=$("$PY" "$ROOT/scripts/lib/train_stats.py" --seconds-per-update "$OUT/$name/calibration/train.log")
+  spu=$("$PY" -m fairseq_compress.studies.train_stats --seconds-per-update "$OUT/$name/calibration/train.log")
   UPDATES[$name]=$("$PY" -c "import sys; print(int(float(sys.argv[1]) * 60 / float(sys.argv[2])))" "$MINUTES" "$spu")
   log "$name: $spu s/update side by side -> ${UPDATES[$name]} updates in $MINUTES min"
 done
@@ -63,7 +63,7 @@ side_by_side pretrain
   --mlm "$OUT/mlm/pretrain/train.log" --csv "$ROOT/docs/results/electra_vs_mlm_curves.csv" \
   --png "$ROOT/docs/results/electra_vs_mlm_curves.png"
 for name in electra mlm; do
-  "$PY" "$ROOT/scripts/lib/train_stats.py" --columns "$OUT/$name/pretrain/train.log" > "$OUT/$name/group.json"
+  "$PY" -m fairseq_compress.studies.train_stats --columns "$OUT/$name/pretrain/train.log" > "$OUT/$name/group.json"
 done
 mkdir -p "$OUT/scratch"
 echo '{"pretraining updates": 0, "tokens/s": "-"}' > "$OUT/scratch/group.json"
@@ -85,6 +85,6 @@ for seed in $SEEDS; do start_job finetune scratch "$MLM_ARCH" "" "$seed"; done
 finish_jobs
 
 echo "ELECTRA vs MLM, $MINUTES min of pretraining each (one core each, at the same time, linear decay), cls fine-tuning ($MAX_UPDATE updates):"
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "ELECTRA (electra_small, $LAYERS layers)=$OUT/electra" \
+"$PY" -m fairseq_compress.studies.summarize_runs "ELECTRA (electra_small, $LAYERS layers)=$OUT/electra" \
   "MLM ($MLM_ARCH)=$OUT/mlm" "no pretraining ($MLM_ARCH)=$OUT/scratch" \
   --metric accuracy dev_accuracy --metric-file accuracy.json --csv "$ROOT/docs/results/electra_vs_mlm.csv"

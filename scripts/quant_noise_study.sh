@@ -60,6 +60,6 @@ finish_jobs
 echo "Quant-Noise, $ARCH, $MAX_UPDATE updates, EN->FR test BLEU and MB (10^6 bytes):"
 groups=()
 for config in "${configs[@]}"; do groups+=("$config=$OUT/$config"); done
-"$PY" "$ROOT/scripts/lib/summarize_runs.py" "${groups[@]}" --metric-file results.json \
+"$PY" -m fairseq_compress.studies.summarize_runs "${groups[@]}" --metric-file results.json \
   --metric bleu_fp32 bleu_ipq ipq_drop bleu_ipq_distill ipq_distill_drop bleu_int8 mb_fp32 mb_ipq mb_int8 --csv "$CSV"
 "$PY" "$ROOT/scripts/lib/quant_noise_plot.py" "$CSV" "${CSV%.csv}.png"

@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent  # the venv that runs the tests holds the fair
 USER_DIR = ROOT / "fairseq_compress"
 RAW = ROOT / "data-bin" / "raw"
 sys.path.insert(0, str(ROOT / "scripts/lib"))  # the study helpers, which tests call as modules too
-from fairseq_log import records as log_records  # noqa: E402,F401  fairseq's --log-format json records
+from fairseq_compress.studies.fairseq_log import records as log_records  # noqa: F401  fairseq's --log-format json records
 
 
 # pytest-xdist runs one worker per core (scripts/test.sh): one thread each, in

@@ -178,8 +178,8 @@ def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     # warmup to the peak at update 1, then linear decay to 0 at --max-update 3
     assert [r["lr"] for r in log_records(log, "train_inner")] == [0.0005, 0.00025, 0]
     # train_wall is logged in whole seconds, so tiny updates may read 0 (the arithmetic: tests/test_study_helpers.py)
-    assert float(run(["python", ROOT / "scripts/lib/train_stats.py", "--seconds-per-update", tmp_path / "pre/train.log"]).stdout) >= 0
-    stats = json.loads(run(["python", ROOT / "scripts/lib/train_stats.py", "--columns", tmp_path / "pre/train.log"]).stdout)
+    assert float(run(["python", "-m", "fairseq_compress.studies.train_stats", "--seconds-per-update", tmp_path / "pre/train.log"]).stdout) >= 0
+    stats = json.loads(run(["python", "-m", "fairseq_compress.studies.train_stats", "--columns", tmp_path / "pre/train.log"]).stdout)
     assert stats["pretraining updates"] == 3 and stats["tokens/s"] > 0
     finetune = script("finetune_cls.sh") + [cls_bin, tmp_path / "group/seed1", "--arch", "electra_tiny",
                                             "--pretrained", tmp_path / "pre/checkpoint_last.pt", "--max-update", "4",
@@ -189,7 +189,7 @@ def test_pretrain_finetune_and_summarize(mlm_data, tmp_path):
     assert json.loads((tmp_path / "group/seed1/accuracy.json").read_text()) == result
     assert log_records((tmp_path / "group/seed1/train.log").read_text(), "train")[-1]["num_updates"] == 4
     (tmp_path / "group/group.json").write_text('{"pretraining updates": 3}')
-    table = run(["python", ROOT / "scripts/lib/summarize_runs.py", f"electra={tmp_path / 'group'}", "--metric", "accuracy",
+    table = run(["python", "-m", "fairseq_compress.studies.summarize_runs", f"electra={tmp_path / 'group'}", "--metric", "accuracy",
                  "dev_accuracy", "--metric-file", "accuracy.json", "--csv", tmp_path / "runs.csv"]).stdout
     assert "| electra | 3 | 1 |" in table
     assert (tmp_path / "runs.csv").read_text().splitlines()[0] == "config,seed,accuracy,dev_accuracy"

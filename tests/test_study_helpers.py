@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, log_records, one_line_error, run
 import quant_noise_plot  # scripts/lib, on the path through conftest
-import train_stats
+from fairseq_compress.studies import train_stats
 import valid_curves
 
 # Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
@@ -68,7 +68,7 @@ def test_summarize_runs_merges_metric_files_and_picks_the_best_group(tmp_path):
             (tmp_path / group / f"seed{seed}/bleu.json").write_text(json.dumps({"bleu": bleu + seed}))
             (tmp_path / group / f"seed{seed}/valid.json").write_text(json.dumps({"best_valid_loss": loss}))
     groups = [f"x={tmp_path / 'x'}", f"y={tmp_path / 'y'}"]
-    summarize = ["python", ROOT / "scripts/lib/summarize_runs.py", *groups]
+    summarize = ["python", "-m", "fairseq_compress.studies.summarize_runs", *groups]
     assert run(summarize + ["--metric", "best_valid_loss", "--metric-file", "valid.json", "--best", "min"]).stdout == "x\n"
     assert run(summarize + ["--metric", "bleu", "--best", "max"]).stdout == "y\n"
     table = run(summarize + ["--metric", "bleu", "best_valid_loss", "--metric-file", "bleu.json", "valid.json",

@@ -20,7 +20,7 @@ require_dropouts() {
 # dropout of DROPOUTS and seed of SEEDS (start_job: two at a time), then, on top of the dropout
 # whose mean METRIC (each run's METRIC_FILE, under WORK/CONFIG/seedSEED) is the min / max,
 # DropHead p = 0.1 and 0.2 (V schedule). STUDY_GROUPS: the NAME=DIR of every config, for
-# summarize_runs.py.
+# fairseq_compress.studies.summarize_runs.
 drophead_study() {
   local run=$1 metric=$2 metric_file=$3 best_of=$4 dropout seed config best
   STUDY_GROUPS=()
@@ -29,7 +29,7 @@ drophead_study() {
     STUDY_GROUPS+=("dropout $dropout=$WORK/dropout$dropout")
   done
   finish_jobs
-  best=$("$PY" "$ROOT/scripts/lib/summarize_runs.py" "${STUDY_GROUPS[@]}" --metric "$metric" \
+  best=$("$PY" -m fairseq_compress.studies.summarize_runs "${STUDY_GROUPS[@]}" --metric "$metric" \
     --metric-file "$metric_file" --best "$best_of")
   log "tuned baseline ($best_of mean $metric): $best"
   for config in v_p0.1 v_p0.2; do

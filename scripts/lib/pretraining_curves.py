@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import train_stats  # noqa: E402
+from fairseq_compress.studies import train_stats  # noqa: E402
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")
 MLM_METRICS = ("ppl",)

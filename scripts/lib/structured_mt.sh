@@ -55,7 +55,7 @@ train_model() {  # CONFIG SEED: ARCH with the demo's recipe and CONFIG's DropHea
 
 train_small() {  # as many minutes of training as ARCH's first run took (fairseq's train_wall)
   local seconds minutes
-  seconds=$("$PY" "$ROOT/scripts/lib/train_stats.py" "$FIRST/train.log" --seconds-per-update)
+  seconds=$("$PY" -m fairseq_compress.studies.train_stats "$FIRST/train.log" --seconds-per-update)
   minutes=$(awk -v s="$seconds" -v n="$MAX_UPDATE" 'BEGIN { printf "%.2f", s * n / 60 }')
   bash "$ROOT/scripts/train_mt.sh" "$DATA" "$OUT/small" --arch "$SMALL_ARCH" --minutes "$minutes" "${RECIPE[@]}"
 }

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from fairseq_log import records
+from fairseq_compress.studies.fairseq_log import records
 
 
 def valid_points(log_path) -> List[Tuple[int, float]]:

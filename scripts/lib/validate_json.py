@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Dict, Optional
 
-from fairseq_log import records
+from fairseq_compress.studies.fairseq_log import records
 
 
 def subset_metrics(log_text: str, metric: str) -> Dict[str, float]:

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from fairseq_log import records
+from .fairseq_log import records
 
 Stats = Dict[str, float]
 
