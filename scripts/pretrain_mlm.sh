@@ -3,16 +3,18 @@
 # with fairseq-train --user-dir fairseq_compress on data from prepare_mlm.sh,
 # for a budget of training time (--minutes: the plugin's *_timed task, validation not
 # counted, curve in SAVE_DIR/curve.jsonl) and/or a number of updates (--max-update).
-# The recipe is RoBERTa's (Adam 0.9/0.98, eps 1e-6, decoupled weight decay 0.01 (fairseq's
-# adam is AdamW), 15 % masking of full-length blocks) with an inverse-sqrt schedule, so a run
-# can be cut at any wall-clock time, or with --schedule linear the papers' warmup then linear
-# decay to 0 at --max-update; ELECTRA gets its masking (85 % [MASK], 15 % kept, no random tokens). Arguments after -- go to fairseq-train and override it.
+# The recipe is fairseq_compress/config/mlm_pretrain.yaml, RoBERTa's (Adam 0.9/0.98, eps 1e-6,
+# decoupled weight decay 0.01 (fairseq's adam is AdamW), 15 % masking of full-length blocks) with an
+# inverse-sqrt schedule, so a run can be cut at any wall-clock time, or with --schedule linear the
+# papers' warmup then linear decay to 0 at --max-update; ELECTRA's (--criterion electra) is
+# electra_pretrain.yaml, with its masking (85 % [MASK], 15 % kept, no random tokens). The flags, and
+# the arguments after -- (they go to fairseq-train), override the recipe.
 # SAVE_DIR remembers the command that trained it (see run_training in lib/common.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage="usage: $0 DATA SAVE_DIR --arch ARCH [--criterion masked_lm|electra] [--minutes M] [--max-update N] [--lr 0.0005] [--warmup 500] [--schedule inverse_sqrt|linear] [--tokens-per-sample 128] [--max-tokens 4096] [--seed 1] [--force] [-- fairseq-train args]"
-ARCH='' CRITERION=masked_lm MINUTES='' MAX_UPDATE=0 LR=0.0005 WARMUP=500 SCHEDULE=inverse_sqrt TOKENS_PER_SAMPLE=128 MAX_TOKENS=4096 SEED=1
+usage="usage: $0 DATA SAVE_DIR --arch ARCH [--criterion masked_lm|electra] [--minutes M] [--max-update N] [--lr LR] [--warmup N] [--schedule inverse_sqrt|linear] [--tokens-per-sample N] [--max-tokens N] [--seed 1] [--force] [-- fairseq-train args]"
+ARCH='' CRITERION=masked_lm MINUTES='' MAX_UPDATE=0 LR='' WARMUP='' SCHEDULE=inverse_sqrt TOKENS_PER_SAMPLE='' MAX_TOKENS='' SEED=1
 parse_args "$usage" "--arch=ARCH --criterion=CRITERION --minutes=MINUTES --max-update=MAX_UPDATE --lr=LR --warmup=WARMUP --schedule=SCHEDULE --tokens-per-sample=TOKENS_PER_SAMPLE --max-tokens=MAX_TOKENS --seed=SEED --" "$@"
 ((${#POSITIONAL[@]} == 2)) || die "$usage"
 DATA=${POSITIONAL[0]} SAVE_DIR=${POSITIONAL[1]}
@@ -24,24 +26,25 @@ set_budget "$MINUTES" masked_lm
 [[ $MAX_UPDATE =~ ^[0-9]+$ ]] || die "--max-update must be a non-negative integer, got '$MAX_UPDATE'"
 [[ -f $DATA/train.bin && -f $DATA/dict.txt ]] || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mlm.sh"
 case $SCHEDULE in
-  inverse_sqrt) schedule=(--lr-scheduler inverse_sqrt) ;;
+  inverse_sqrt) schedule=() ;;
   linear) ((MAX_UPDATE > 0)) || die "--schedule linear needs --max-update (where the decay reaches 0)"
     schedule=(--lr-scheduler polynomial_decay --power 1 --end-learning-rate 0 --total-num-update "$MAX_UPDATE") ;;
   *) die "--schedule must be inverse_sqrt or linear, got '$SCHEDULE'" ;;
 esac
 case $CRITERION in
-  masked_lm) masking=() ;;
-  electra) masking=(--mask-prob 0.15 --leave-unmasked-prob 0.15 --random-token-prob 0.0) ;;
+  masked_lm) recipe_args mlm_pretrain ;;
+  electra) recipe_args electra_pretrain ;;
   *) die "--criterion must be masked_lm or electra, got '$CRITERION'" ;;
 esac
+overrides=()
+[[ -n $LR ]] && overrides+=(--lr "$LR")
+[[ -n $WARMUP ]] && overrides+=(--warmup-updates "$WARMUP")
+[[ -n $TOKENS_PER_SAMPLE ]] && overrides+=(--tokens-per-sample "$TOKENS_PER_SAMPLE")
+[[ -n $MAX_TOKENS ]] && overrides+=(--max-tokens "$MAX_TOKENS")
 
-cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" --task masked_lm --criterion "$CRITERION" "${masking[@]}"
-  --arch "$ARCH" --seed "$SEED" --sample-break-mode none --tokens-per-sample "$TOKENS_PER_SAMPLE"
-  --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0
-  --lr "$LR" "${schedule[@]}" --warmup-updates "$WARMUP"
-  --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
-  --save-dir "$SAVE_DIR" --no-epoch-checkpoints --keep-interval-updates 1 --save-interval-updates 500
-  --num-workers 0 --log-format json --log-interval 50 "${EXTRA[@]}")
+cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" "${RECIPE[@]}" --arch "$ARCH" --seed "$SEED" "${schedule[@]}"
+  "${overrides[@]}" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
+  --save-dir "$SAVE_DIR" "${EXTRA[@]}")
 
 log "pretraining $ARCH ($CRITERION) on $DATA"
 run_training "$SAVE_DIR" "${cmd[@]}"

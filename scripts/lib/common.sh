@@ -182,6 +182,17 @@ require_arch() {
     || die "--arch $1 is not a registered architecture ($2)"
 }
 
+# recipe_args NAME: RECIPE = the fairseq-train flags of the recipe fairseq_compress/config/NAME.yaml
+# (fairseq_compress/recipes.py); a script's own flags, given after them, override them.
+# shellcheck disable=SC2034  # RECIPE is the caller's
+recipe_args() {
+  local flags
+  flags=$("$PY" "$USER_DIR/recipes.py" args "$1") || exit 2
+  mapfile -t RECIPE <<< "$flags"
+}
+# recipe_value NAME GROUP.FIELD: one value of the recipe NAME.
+recipe_value() { "$PY" "$USER_DIR/recipes.py" value "$1" "$2" || exit 2; }
+
 # set_budget MINUTES TASK: BUDGET = the fairseq-train flags of a budget of MINUTES
 # of training time ('' = none): the plugin's TASK_timed task, which stops after
 # MINUTES with validation and checkpoint saving not counted, and writes
