@@ -10,6 +10,11 @@ venv's own console script as `python SCRIPT` would (runpy, as __main__), imports
 itself through --user-dir (the server never imports fairseq_compress), and leaves through the
 interpreter's exit steps (atexit, flush), so only the start-up is shared.
 
+It serves the bash stage tests and the commands the studies' smoke tests start through scripts/;
+the study programs themselves run inside the test process (their main()). It needs Linux: fork,
+AF_UNIX SOCK_SEQPACKET sockets and file descriptors passed over them (socket.send_fds); elsewhere
+set FAIRSEQ_COMPRESS_TEST_CLI_SERVER=0.
+
 Written here because nothing kept does it: multiprocessing's forkserver serves only the process
 that started it, not scripts that bash starts. Commands whose start-up environment differs from
 the server's (PYTHONPATH, thread counts, ...) run the slow way, and so does everything when

@@ -219,3 +219,38 @@ def mlm_data(tmp_path_factory):
     run(["bash", ROOT / "scripts/prepare_mlm.sh", work / "en", work / "en-bin", "--vocab-size", "1000"])
     run(["bash", ROOT / "scripts/prepare_glue.sh", work / "cls", work / "cls-bin", work / "en-bin"])
     return work / "en-bin", work / "cls-bin"
+
+
+class StudyRunner:
+    """A study program run inside the test process (its main(), no interpreter start-up), its steps
+    started as the tests start commands: the served fairseq tools first on PATH."""
+
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def run(self, module, args) -> str:
+        """The study's printed output."""
+        module.main([str(a) for a in args])
+        return self.capsys.readouterr().out
+
+    def error(self, module, args, *fragments) -> str:
+        """The study stopped with one error line (sys.exit's, or argparse's on stderr) holding every fragment."""
+        with pytest.raises(SystemExit) as exited:
+            module.main([str(a) for a in args])
+        code = exited.value.code
+        message = code if isinstance(code, str) else self.capsys.readouterr().err.strip().splitlines()[-1]
+        assert "\n" not in message and re.match(r"^([\w.-]+( [\w-]+)?: )?error: ", message), message
+        assert all(f in message for f in fragments), message
+        return message
+
+
+@pytest.fixture
+def study(monkeypatch, capsys):
+    for key, value in command_env().items():
+        monkeypatch.setenv(key, value)
+    return StudyRunner(capsys)
+
+
+def file_times(folder):
+    """{path: modification time} of every file under `folder`: a rerun that reuses every stage leaves it equal."""
+    return {path: path.stat().st_mtime_ns for path in Path(folder).rglob("*") if path.is_file()}

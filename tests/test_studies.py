@@ -1,21 +1,22 @@
 """Each study's smoke configuration (fairseq_compress/studies/configs/*_smoke.yaml) end to end on tiny
-data: every stage runs with the study's own recipe code, and the CSV has the rows and columns the
-study promises. A rerun reuses every finished stage."""
+data, the study program in the test process: every stage runs with the study's own recipe code, and
+the CSV has the rows and columns the study promises. A rerun reuses every finished stage: it touches
+no file of the study's folder."""
 import csv
-import sys
 
 import pytest
 
-from conftest import ROOT, one_line_error, run
+from conftest import ROOT, file_times
+from fairseq_compress.studies import distillation, lottery
 
-STUDY = [sys.executable, "-m", "fairseq_compress.studies.distillation"]
-SMOKE = ROOT / "fairseq_compress/studies/configs/distillation_smoke.yaml"
+CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
 
-def test_distillation_study_smoke(word_mt, tmp_path):
+def test_distillation_study_smoke(word_mt, study, tmp_path):
     data, _ = word_mt
-    study = STUDY + ["--config", SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"csv={tmp_path / 'kd.csv'}"]
-    printed = run(study).stdout
+    args = ["--config", CONFIGS / "distillation_smoke.yaml", f"data={data}", f"out={tmp_path / 'study'}",
+            f"csv={tmp_path / 'kd.csv'}"]
+    printed = study.run(distillation, args)
     with open(tmp_path / "kd.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["model", "arch", "seed", "beam", "bleu", "mb", "sentences_per_s", "speed_vs_teacher_beam5"]
@@ -33,27 +34,24 @@ def test_distillation_study_smoke(word_mt, tmp_path):
     assert "kd_loss" not in (tmp_path / "study/seq_kd/seed1/train.log").read_text()
 
     (tmp_path / "kd.csv").unlink()
-    rerun = run(study)  # every stage reused: nothing trains, exports or races again
-    assert (tmp_path / "kd.csv").exists() and "training ->" not in rerun.stderr
+    before = file_times(tmp_path / "study")
+    study.run(distillation, args)  # every stage reused: nothing trains, exports or races again
+    assert (tmp_path / "kd.csv").exists() and file_times(tmp_path / "study") == before
 
 
-def test_distillation_study_bad_input(tmp_path):
+def test_distillation_study_bad_input(study, tmp_path):
     bad = [(["data=/nope", f"out={tmp_path}", f"csv={tmp_path / 'x.csv'}"], ["data=/nope", "prepare_mt.sh"]),
            (["--config", tmp_path / "none.yaml"], ["--config", "no such file"]),
            ([f"out={tmp_path}", f"csv={tmp_path}/x.csv", "data=/nope", "teacher.epochs=3"], ["teacher.epochs"])]
     for args, fragments in bad:
-        one_line_error(run(STUDY + args, check=False), *fragments)
+        study.error(distillation, args, *fragments)
 
 
-LOTTERY = [sys.executable, "-m", "fairseq_compress.studies.lottery"]
-LOTTERY_SMOKE = ROOT / "fairseq_compress/studies/configs/lottery_smoke.yaml"
-
-
-def test_lottery_study_smoke(word_mt, tmp_path):
+def test_lottery_study_smoke(word_mt, study, tmp_path):
     data, _ = word_mt
-    study = LOTTERY + ["--config", LOTTERY_SMOKE, f"data={data}", f"out={tmp_path / 'study'}",
-                       f"csv={tmp_path / 'lottery.csv'}"]
-    printed = run(study).stdout
+    args = ["--config", CONFIGS / "lottery_smoke.yaml", f"data={data}", f"out={tmp_path / 'study'}",
+            f"csv={tmp_path / 'lottery.csv'}"]
+    printed = study.run(lottery, args)
     with open(tmp_path / "lottery.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["arch", "arm", "seed", "round", "bleu", "remaining_weights", "sparsity",
@@ -74,23 +72,23 @@ def test_lottery_study_smoke(word_mt, tmp_path):
     assert "| transformer_l2_h128 | imp_rewind |" in printed and (tmp_path / "lottery.png").stat().st_size > 0
 
     (tmp_path / "lottery.csv").unlink()
-    rerun = run(study)  # every stage reused: nothing trains or translates again
-    assert (tmp_path / "lottery.csv").exists() and "training ->" not in rerun.stderr
+    before = file_times(tmp_path / "study")
+    study.run(lottery, args)  # every stage reused: nothing trains or translates again
+    assert (tmp_path / "lottery.csv").exists() and file_times(tmp_path / "study") == before
 
 
-def test_lottery_study_bad_input(word_mt, tmp_path):
+def test_lottery_study_bad_input(word_mt, study, tmp_path):
     data, _ = word_mt
     where = [f"out={tmp_path}", f"csv={tmp_path / 'x.csv'}"]
     bad = [(["data=/nope", *where], ["data=/nope", "prepare_mt.sh"]),
            ([f"data={data}", *where, "lottery.archs=[transformer_l2_h128]"], ["lottery.archs must name two archs"]),
            ([f"data={data}", *where, "lottery.rounds=many"], ["lottery.rounds"])]
     for args, fragments in bad:
-        one_line_error(run(LOTTERY + args, check=False), *fragments)
+        study.error(lottery, args, *fragments)
 
 
 def test_lottery_comparison_interpolates_in_log_weights():
-    from fairseq_compress.studies.lottery import at_remaining
-
+    at_remaining = lottery.at_remaining
     points = [(1000, 20.0), (100, 10.0), (10, 4.0)]  # (remaining weights, BLEU), any order
     assert at_remaining(points, 1000) == 20.0 and at_remaining(points, 10) == 4.0
     assert at_remaining(points, 316) == pytest.approx(10 + 10 * 0.5, abs=0.01)  # halfway in log between 100 and 1000

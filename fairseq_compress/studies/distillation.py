@@ -28,7 +28,8 @@ from typing import Dict, List, Optional
 from omegaconf import MISSING
 
 from ..compress.size import deployed_bytes
-from .study_config import RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, study_paths
+from .study_config import (RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, recipe_flags,
+                           study_paths)
 from .stages import ROOT, in_parallel, make_once, run, write_csv
 from .translation_race import race
 
@@ -104,12 +105,10 @@ def check_config(config: StudyConfig) -> None:
 
 
 def train(config: StudyConfig, data: Path, save: Path, arch: str, updates: int, seed: int = 1,
-          flags: tuple = (), lr: Optional[float] = None, warmup: Optional[int] = None) -> Path:
+          flags: tuple = (), recipe: Optional[Recipe] = None) -> Path:
     """scripts/train_mt.sh with the study's recipe (it reuses a finished run); the last checkpoint."""
-    recipe = config.recipe
     run(["bash", ROOT / "scripts/train_mt.sh", data, save, "--arch", arch, "--max-update", updates, "--seed", seed,
-         "--lr", lr or recipe.lr, "--warmup", warmup or recipe.warmup, "--max-tokens", recipe.max_tokens,
-         "--", *flags])
+         *recipe_flags(recipe or config.recipe), "--", *flags])
     return save / "checkpoint_last.pt"
 
 
@@ -226,7 +225,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     contenders.append(Contender("pruned_kd", config.teacher.arch, 1, pruned / "checkpoint_last.pt"))
     # the slowest first (the teacher-sized model), then seed by seed: a study cut short has whole seeds
     stages = [lambda: train(config, kd_data, pruned, config.teacher.arch, student.updates, 1,
-                            (*word_kd, "--restore-file", shrunk, *RESTORE), config.pruned.lr, config.pruned.warmup)]
+                            (*word_kd, "--restore-file", shrunk, *RESTORE),
+                            Recipe(config.pruned.lr, config.pruned.warmup, config.recipe.max_tokens))]
     stages += [lambda a=arch, c=corpus, f=flags, s=seed, n=name: train(config, c, out / n / f"seed{s}", a,
                                                                        student.updates, s, f)
                for seed in config.seeds for name, (arch, corpus, flags) in runs.items()]

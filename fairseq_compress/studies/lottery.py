@@ -32,7 +32,8 @@ from typing import List, Optional
 import torch
 from omegaconf import MISSING
 
-from .study_config import RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, study_paths
+from .study_config import (RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, recipe_flags,
+                           study_paths)
 from .stages import ROOT, in_parallel, run, write_csv
 from .translation_race import translate
 
@@ -78,9 +79,9 @@ def check_config(config: StudyConfig) -> None:
 
 def train(config: StudyConfig, data: Path, save: Path, arch: str, updates: int, seed: int, flags: tuple) -> None:
     """scripts/train_mt.sh with the study's recipe (it reuses a finished run), a checkpoint per round."""
-    recipe, rounds = config.recipe, config.lottery.round_updates
+    rounds = config.lottery.round_updates
     run(["bash", ROOT / "scripts/train_mt.sh", data, save, "--arch", arch, "--max-update", updates, "--seed", seed,
-         "--lr", recipe.lr, "--warmup", recipe.warmup, "--max-tokens", recipe.max_tokens, "--",
+         *recipe_flags(config.recipe), "--",
          "--task", "translation_pruning", "--save-interval-updates", rounds, "--keep-interval-updates", -1, *flags])
 
 

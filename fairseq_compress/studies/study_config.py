@@ -1,6 +1,6 @@
 """A study's recipe: its YAML config (``configs/``) and ``key=value`` overrides merged onto the study's
 dataclass schema (an unknown key or a wrong type is one line before any work), and what every
-translation study shares: the train_mt.sh recipe and the checks of its data and CSV."""
+translation study shares: its overrides of the translation recipe and the checks of its data and CSV."""
 import argparse
 import os
 import statistics
@@ -18,10 +18,17 @@ RESTORE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset
 
 @dataclass
 class Recipe:
-    """scripts/train_mt.sh's options for every from-scratch training of a study."""
-    lr: float = 0.002
-    warmup: int = 400
-    max_tokens: int = 1024
+    """A study's overrides of the translation recipe (fairseq_compress/config/mt_en_fr.yaml, which
+    scripts/train_mt.sh trains with) for its trainings from scratch; unset: the recipe's value."""
+    lr: Optional[float] = None
+    warmup: Optional[int] = None
+    max_tokens: Optional[int] = None
+
+
+def recipe_flags(recipe: Recipe) -> List[str]:
+    """train_mt.sh's flags of the overrides the study sets."""
+    values = {"--lr": recipe.lr, "--warmup": recipe.warmup, "--max-tokens": recipe.max_tokens}
+    return [word for flag, value in values.items() if value is not None for word in (flag, str(value))]
 
 
 def load_config(schema: Type, name: str, description: str, argv: Optional[List[str]], example: str):
