@@ -31,7 +31,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from .stages import ROOT, in_parallel, number, run
-from .study_config import CONFIGS, check_translation_study, load_config, study_paths
+from .study_config import CONFIGS, load_config, study_paths
 
 TASKS = {  # task: (the pipeline that trains one run, the metric Y, fairseq-train flags of its validation)
     "mt": ("train_mt.sh", "bleu", ["--eval-bleu", "--eval-bleu-remove-bpe", "sentencepiece",
@@ -46,7 +46,7 @@ class StudyConfig:
     task: str = MISSING  # mt or mlm
     data: str = MISSING
     out: str = MISSING
-    csv: str = MISSING  # the plots and the curves go beside it
+    csv: str = MISSING  # the plots and the curves go beside it (its folder is made if missing)
     archs: List[str] = MISSING  # any order: the CSV and the plots sort them by size
     budget_minutes: float = MISSING  # of training time, each run
     batch_tokens: int = MISSING  # the effective batch of every run
@@ -63,12 +63,13 @@ def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
     if config.task not in TASKS:
         sys.exit(f"error: task must be mt or mlm, got '{config.task}'")
-    if config.task == "mt":
-        check_translation_study(config.data, config.csv)
-    elif not (Path(config.data) / "dict.txt").is_file() or not (Path(config.data) / "train.bin").is_file():
+    data = Path(config.data)
+    if config.task == "mt" and not ((data / "spm.model").is_file() and list(data.glob("train.*-*.*.bin"))):
+        sys.exit(f"error: data={config.data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    if config.task == "mlm" and not ((data / "dict.txt").is_file() and (data / "train.bin").is_file()):
         sys.exit(f"error: data={config.data} is not a data-bin of scripts/prepare_mlm.sh (dict.txt and train.bin)")
-    elif not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
+    if not config.csv.endswith(".csv"):
+        sys.exit(f"error: csv={config.csv} must be a .csv file (its folder, made if missing, gets the plots and curves)")
     if not config.archs:
         sys.exit("error: archs must name at least one architecture")
     for key in ("budget_minutes", "batch_tokens", "max_micro_tokens", "jobs"):
@@ -126,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     # 2. the plots and the curves beside the CSV
     results = Path(config.csv).parent
+    results.mkdir(parents=True, exist_ok=True)
     for x in ("wall", "updates"):
         run(["fairseq-compress", "plot", out, "--x", x, "--y", y, "--out", results / f"{y}_vs_{x}.png"])
     for arch in config.archs:
