@@ -206,7 +206,7 @@ def test_compression_sweep_smoke(word_mt, tmp_path):
     made = mtimes([*work.glob("*.pt"), *work.glob("*.json"), work / "gradual_s0.5" / "train.log"])
     (tmp_path / "sweep.csv").unlink()
     run(study)  # every stage reused: nothing compressed, trained or evaluated again
-    assert (tmp_path / "sweep.csv").exists() and len(made) == 12 and mtimes(made) == made
+    assert (tmp_path / "sweep.csv").exists() and len(made) == 13 and mtimes(made) == made
 
 
 def test_compression_sweep_bad_input(word_mt, tmp_path):
