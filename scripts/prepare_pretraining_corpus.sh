@@ -4,7 +4,7 @@
 # plain or .gz. Stage 1 concatenates them without blank lines and holds out
 # --valid-lines lines, spread evenly through the whole text, as the valid
 # split (TEXT_DIR/{train,valid}.txt); stage 2 is prepare_mlm.sh TEXT_DIR OUT,
-# the pipeline of the shipped text, so pretrain_mlm.sh, sweep_mlm.sh and
+# the pipeline of the shipped text, so pretrain_mlm.sh, the size sweep and
 # prepare_glue.sh (MNLI from the GLUE TSVs) work on OUT unchanged. Both stages
 # are skipped when already done from the same inputs.
 set -euo pipefail

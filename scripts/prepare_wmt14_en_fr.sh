@@ -9,7 +9,7 @@
 # Every training corpus found is used (at least one is needed). Stage 1 writes
 # the cleaned training text, newstest2013 (valid) and newstest2014 (test) to
 # TEXT_DIR; stage 2 is prepare_mt.sh TEXT_DIR OUT, the pipeline of the shipped
-# corpus, so everything downstream (train_mt.sh, sweep_mt.sh, eval_bleu.sh) is
+# corpus, so everything downstream (train_mt.sh, the size sweep, eval_bleu.sh) is
 # unchanged. Both stages are skipped when already done from the same inputs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"

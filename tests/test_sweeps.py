@@ -1,11 +1,10 @@
-"""Size sweeps against training time: sweep_mt.sh / sweep_mlm.sh, fairseq-compress plot, hydra configs."""
+"""Size sweeps against training time: fairseq-compress plot / summarize, the hydra configs of one run and their
+agreement with the size-sweep study's configs (the study itself: tests/test_studies.py)."""
 import csv
 import json
 
 import pytest
-import torch
-
-import fairseq_compress  # noqa: F401  (its allow-list loads fairseq checkpoints with torch.load)
+from omegaconf import OmegaConf
 
 from conftest import ROOT, USER_DIR, run
 from fairseq_compress.sweep_curves import crossover_seconds
@@ -15,31 +14,6 @@ CONFIG_DIR = ROOT / "fairseq_compress" / "config"
 
 def curve(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_mt_sweep_trains_each_arch_for_the_budget_and_plots(mt_data, tmp_path):
-    out = tmp_path / "sweep"
-    archs = ["transformer_l2_h128", "transformer_l3_h128"]
-    sweep = ["bash", "scripts/sweep_mt.sh", mt_data, out, "--budget-minutes", "0.1", "--archs", " ".join(archs),
-             "--batch-tokens", "2048", "--max-micro-tokens", "1024", "--validate-seconds", "2", "--warmup", "20"]
-    result = run(sweep)
-    assert "batches of 1024 x 2 tokens" in result.stderr
-    for arch in archs:
-        points = curve(out / arch / "curve.jsonl")
-        seconds = [p["train_seconds"] for p in points]
-        assert seconds == sorted(seconds) and seconds[-1] >= 6, seconds  # timed points: tests/test_timed.py
-        assert all("bleu" in p for p in points)
-        state = torch.load(out / arch / "checkpoint_last.pt", weights_only=True)
-        assert state["optimizer_history"][-1]["num_updates"] == points[-1]["updates"]
-        assert state["cfg"]["optimization"]["update_freq"] == [2]
-    for png in ("bleu_vs_wall.png", "bleu_vs_updates.png"):
-        assert (out / png).stat().st_size > 10_000
-    assert [row["run"] for row in csv.DictReader((out / "summary.csv").open())] == archs  # by size
-    info = run(["fairseq-compress", "info", "--path", out / archs[0] / "checkpoint_best.pt"]).stdout.split()
-    assert info[:2] == ["translation", archs[0]]  # what compression_sweep.py reads (trained_as) from a sweep's checkpoint
-    info = json.loads(run(["fairseq-compress", "info", "--json", "--path", out / archs[0] / "checkpoint_best.pt"]).stdout)
-    assert info == {"task": "translation", "arch": archs[0], "data": str(mt_data)}
-    assert "already holds this finished run" in run(sweep).stderr  # reruns reuse finished runs
 
 
 def test_plot_draws_one_line_per_run(tmp_path):
@@ -58,14 +32,34 @@ def test_plot_draws_one_line_per_run(tmp_path):
     assert empty.returncode != 0 and "holds no <run>/curve.jsonl" in empty.stderr
 
 
-@pytest.mark.parametrize("name, task, arch", [("sweep_mt", "translation_timed", "transformer_l6_h512"),
-                                              ("sweep_mlm", "masked_lm_timed", "roberta_l6_h512")])
-def test_hydra_sweep_configs_compose(name, task, arch, tmp_path):
+@pytest.mark.parametrize("name, task, arch, minutes", [("sweep_mt", "translation_timed", "transformer_l6_h512", 12),
+                                                       ("sweep_mlm", "masked_lm_timed", "roberta_l6_h512", 20)])
+def test_hydra_sweep_configs_compose(name, task, arch, minutes, tmp_path):
     result = run(["fairseq-hydra-train", "--config-dir", CONFIG_DIR, "--config-name", name, "task.data=/data",
                   f"common.user_dir={USER_DIR}", f"model._name={arch}", "checkpoint.save_dir=/ckpt", "--cfg", "job"],
                  cwd=tmp_path)
     job = result.stdout
-    assert f"_name: {task}" in job and f"_name: {arch}" in job and "stop_time_minutes: 20" in job
+    assert f"_name: {task}" in job and f"_name: {arch}" in job and f"stop_time_minutes: {minutes}" in job
+
+
+@pytest.mark.parametrize("task", ["mt", "mlm"])
+def test_hydra_sweep_configs_hold_the_study_values(task):
+    """config/sweep_{mt,mlm}.yaml is one run of the size-sweep study's config: the same budget, effective
+    batch, validation, lr, warmup and seed (one of its archs by default)."""
+    from fairseq_compress.studies.size_sweep import TASKS, batches
+
+    study = OmegaConf.load(ROOT / "fairseq_compress/studies/configs" / f"size_sweep_{task}.yaml")
+    hydra = OmegaConf.load(CONFIG_DIR / f"sweep_{task}.yaml")
+    assert study.task == task and hydra.model._name in study.archs
+    assert hydra.task.stop_time_minutes == study.budget_minutes
+    assert hydra.task.validate_interval_seconds == study.validate_seconds
+    assert (hydra.dataset.max_tokens, hydra.optimization.update_freq[0]) == batches(study)
+    assert list(hydra.optimization.lr) == [study.lr] and hydra.lr_scheduler.warmup_updates == study.warmup
+    assert hydra.common.seed == study.seed and hydra.common.cpu and not study.extra
+    if task == "mt":  # the study's validation flags
+        flags = TASKS["mt"][2]
+        assert hydra.task.eval_bleu and flags[flags.index("--eval-bleu-args") + 1] == hydra.task.eval_bleu_args
+        assert flags[flags.index("--eval-bleu-remove-bpe") + 1] == hydra.task.eval_bleu_remove_bpe
 
 
 def test_hydra_sweep_mt_run_writes_a_curve(mt_data, tmp_path):
@@ -87,17 +81,8 @@ def test_hydra_sweep_refuses_a_v_drophead_schedule_under_a_time_budget(mt_data, 
     assert result.returncode != 0
     # hydra prints the error under its own short trace (its handler runs before sys.excepthook)
     assert ("ConfigError: --drophead-schedule v rises to p at --max-update (100000000), but "
-            "--stop-time-minutes 20 stops the run by time") in result.stderr, result.stderr[-2000:]
+            "--stop-time-minutes 12 stops the run by time") in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
-
-
-def test_sweep_bad_input(mt_data, tmp_path):
-    base = ["bash", "scripts/sweep_mt.sh", mt_data, tmp_path / "out"]
-    missing = run(base + ["--archs", "transformer_l2_h128"], check=False)
-    assert missing.returncode != 0 and "--budget-minutes is required" in missing.stderr
-    unknown = run(base + ["--budget-minutes", "1", "--archs", "transformer_l5_h128"], check=False)
-    assert unknown.returncode != 0 and "--arch transformer_l5_h128 is not a registered architecture" in unknown.stderr
-    assert not (tmp_path / "out").exists()
 
 
 def points(times, values, y="ppl", params=1):

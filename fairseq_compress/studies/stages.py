@@ -20,6 +20,15 @@ def tool_env() -> dict:
     return os.environ if venv_bin in path.split(os.pathsep) else {**os.environ, "PATH": venv_bin + os.pathsep + path}
 
 
+def number(value: float) -> str:
+    """A number as a person types it ('12', not '12.0'; '1e-5', not '1e-05'): the text a bash study gave the
+    pipelines, so that the run stamps (the commands that trained a save dir) of its finished runs match."""
+    if float(value).is_integer():
+        return str(int(value))
+    mantissa, _, exponent = repr(float(value)).partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
 def run(cmd: Sequence, stdout=subprocess.DEVNULL) -> None:
     """Run one step; a failed step stops the study with the step's name and its last line of stderr."""
     result = subprocess.run([str(c) for c in cmd], stdout=stdout, stderr=subprocess.PIPE, text=True, env=tool_env())
