@@ -2,7 +2,7 @@
 # tuned dropout; source it after common.sh.
 # shellcheck shell=bash
 
-declare ROOT PY DROPOUTS SEEDS  # the sourcing script's
+declare PY DROPOUTS SEEDS  # the sourcing script's
 declare -A DROPHEAD_FLAGS=(
   [v_p0.1]="--drophead-p 0.1 --drophead-schedule v"
   [v_p0.2]="--drophead-p 0.2 --drophead-schedule v"
