@@ -225,14 +225,4 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
                        check=False), "--configs: unknown config 'pq0.3'")
     one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--csv", tmp_path / "q.txt"],
                        check=False), "--csv must name a .csv file in an existing directory")
-    one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--bleu-sentences", "0"],
-                       check=False), "--bleu-sentences and --repeats must be positive integers, got '0'")
-    one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--seeds", ""],
-                       check=False), "--seeds: give at least one seed")
-    for flags, fragment in ((["--task", "lm"], "--task must be mt or cls, got 'lm'"),
-                            (["--pretrained", tmp_path / "none.pt"], "--pretrained and --small-pretrained are for --task cls"),
-                            (["--task", "cls", "--bleu-sentences", "5"], "--bleu-sentences is for --task mt"),
-                            (["--task", "cls", "--pretrained", tmp_path / "none.pt"], "--pretrained: no such checkpoint")):
-        one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin/raw", tmp_path / "study", *flags], check=False),
-                       fragment)
     assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))

@@ -1,12 +1,13 @@
-"""The study helpers of scripts/lib read fairseq-train's --log-format json logs as fairseq writes them; the
-structured study's stages (scripts/lib/structured_mt.sh) train with their own recipes."""
+"""The study helpers read fairseq-train's --log-format json logs as fairseq writes them; the structured
+study's stages (fairseq_compress/studies/structured.py) train with their own recipes."""
 import csv
 import json
+import os
 import sys
 
 import pytest
 
-from conftest import ROOT, log_records, one_line_error, run
+from conftest import BIN, ROOT, log_records, one_line_error, run
 import quant_noise_plot  # scripts/lib, on the path through conftest
 from fairseq_compress.studies import train_stats
 import valid_curves
@@ -45,6 +46,15 @@ def test_seconds_per_update_is_training_time_after_the_first_interval(tmp_path):
     log = "\n".join(INNER.format(s=i, u=25 * (i + 1), ppl=100, tw=26 if i == 0 else 20, w=60 * (i + 1)) for i in range(4))
     assert train_stats.seconds_per_update(log) == 60 / 75
     assert [p["num_updates"] for p in train_stats.inner_points(log)] == [25, 50, 75, 100]
+
+
+def test_structured_small_model_time_falls_back_to_the_epochs_of_a_short_run():
+    from fairseq_compress.studies.structured import training_seconds_per_update
+
+    inner = "\n".join(INNER.format(s=i, u=25 * (i + 1), ppl=100, tw=26 if i == 0 else 20, w=60 * (i + 1)) for i in range(4))
+    assert training_seconds_per_update(inner + "\n" + EPOCH) == 60 / 75  # train_stats' rate when it has one
+    # under two logging intervals: the epochs' train_wall (16 s) over the updates (4)
+    assert training_seconds_per_update(EPOCH) == 4.0 and training_seconds_per_update("") is None
 
 
 def test_valid_curves_find_the_minimum_and_the_rise(tmp_path):
@@ -123,6 +133,8 @@ def test_demo_table_reads_bleu_size_and_speed_of_checkpoints_and_ctranslate2_dir
 @pytest.mark.parametrize("task,metric,prefix", [("mt", "bleu", "structured"), ("cls", "accuracy", "structured_cls")])
 def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick(task, metric, prefix, mt_checkpoint,
                                                                                  tmp_path):
+    from fairseq_compress.studies.structured_results import TASKS, Contender, write_results
+
     out, results = tmp_path / "out", tmp_path / "results"
     speeds = {"dense": (4.0, 20, 30), "dense_int8": (3.9, 30, 40), "dense_ft": (4.2, 20, 30), "heads50": (3.5, 25, 35), "heads50_int8": (3.4, 46, 50),
               "weights50": (3.8, 20, 30), "ipq": (3.0, 19, 29), "small": (2.5, 34, 45), "small_int8": (2.4, 45, 60)}
@@ -138,9 +150,10 @@ def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick
             removed = round(1 - keep, 2)
             (run_dir / f"heads_keep{keep}.json").write_text(json.dumps({metric: 10.0 - lost * removed * 4}))
             (run_dir / f"heads_keep{keep}_ft.json").write_text(json.dumps({metric: 10.0 - lost * removed * 2}))
-    contenders = [f"{name}={mt_checkpoint}:{'int8' if name.endswith('_int8') else 'fp32'}" for name in speeds]
-    printed = run(["python", ROOT / "scripts/lib/structured_results.py", "--out", out, "--results", results, "--task", task,
-                   "--arch", "transformer_l3_h256", "--small-arch", "transformer_l2_h128", "--contenders", *contenders]).stdout
+    contenders = [Contender(name, mt_checkpoint, "int8" if name.endswith("_int8") else "fp32") for name in speeds]
+    configs = {"none": "no DropHead", "v_p0.1": "DropHead p=0.1 (V)", "v_p0.2": "DropHead p=0.2 (V)"}
+    printed = write_results(out, results, TASKS[task], "transformer_l3_h256", "transformer_l2_h128", contenders, configs,
+                            [0.75, 0.5, 0.25])
     rows = {row["contender"]: row for row in csv.DictReader(open(results / f"{prefix}_speed.csv"))}
     assert rows["heads50_int8"]["method"] == "heads" and rows["heads50_int8"]["removed"] == "0.5"
     assert float(rows["heads50_int8"]["speedup_1"]) == 2.3 and float(rows["heads50_int8"]["speedup_2"]) == round(50 / 30, 2)
@@ -190,35 +203,72 @@ def flag_values(args, flag):
     return args[len(args) - 1 - args[::-1].index(flag) + 1]
 
 
-def test_structured_mt_stages_train_with_their_own_recipes(tmp_path):
-    """What fairseq-train receives from each training stage of structured_study.sh --task mt: the
-    from-scratch runs (ARCH, the small arch) lr 0.002 with 100 warmup updates, the fine-tunes
-    (masked and dense) lr 0.0005 with 1; fairseq-train and the venv's python are stubs."""
-    venv = tmp_path / "venv/bin"
-    venv.mkdir(parents=True)
+INNER_WALL = ('2026-12-02 04:11:{s:02d} | INFO | train_inner | {{"epoch": 1, "num_updates": "{u}", "train_wall": "{tw}"}}')
+
+
+@pytest.mark.parametrize("task", ["mt", "cls"])
+def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypatch):
+    """What fairseq-train receives from each training stage of the structured study (its full config): mt, the
+    from-scratch runs (arch, the small arch) lr 0.002 with 100 warmup updates and 1024-token batches, the
+    fine-tunes (masked and dense) lr 0.0005 with 1; cls, every run the RoBERTa GLUE recipe (lr 1e-4, batch 32,
+    6 % warmup) from its masked LM, the fine-tunes validated and saved at their end only. fairseq-train (which
+    saves an empty checkpoint_best.pt), fairseq-validate and the pipelines' python are stubs."""
+    from fairseq_compress.studies import structured
+    from fairseq_compress.studies.study_config import load_config
+
+    stubs = tmp_path / "venv/bin"
+    stubs.mkdir(parents=True)
     received = tmp_path / "fairseq-train.args"
-    (venv / "fairseq-train").write_text(  # --help: require_arch's check
-        f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] || printf "%s\\n" "$*" >> {received}\n')
-    (venv / "python").write_text("#!/usr/bin/env bash\necho 0.01\n")  # train_stats.py: seconds per update
-    for stub in venv.iterdir():
+    (stubs / "fairseq-train").write_text(  # --help: require_arch's check
+        f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] && exit 0\nprintf "%s\\n" "$*" >> {received}\n'
+        'while (($#)); do [[ $1 == --save-dir ]] && touch "$2/checkpoint_best.pt"; shift; done; exit 0\n')
+    (stubs / "fairseq-validate").write_text("#!/usr/bin/env bash\n")
+    (stubs / "python").write_text('#!/usr/bin/env bash\necho \'{"accuracy": 50.0, "dev_accuracy": 50.0}\'\n')
+    for stub in stubs.iterdir():
         stub.chmod(0o755)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "train.en-fr.en.bin").touch()
-    stages = f"""set -euo pipefail
-        source {ROOT}/scripts/lib/common.sh
-        source {ROOT}/scripts/lib/drophead.sh
-        PRETRAIN_MINUTES='' PRETRAINED='' SMALL_PRETRAINED='' ARCH='' SMALL_ARCH='' MAX_UPDATE='' FINETUNE=''
-        SPEED_SENTENCES='' BLEU_SENTENCES='' OUT={tmp_path}/out FIRST={tmp_path}/out/models/none/seed1
-        BASE={tmp_path}/base.pt RESTORE=(--reset-optimizer) DATA={data}  # setup_task would binarize test subsets
-        source {ROOT}/scripts/lib/structured_mt.sh
-        train_model none 1
-        train_small
-        finetune_with_mask {tmp_path}/out/finetuned/heads50 --prune-granularity head --prune-sparsity 0.5
-        finetune_from {tmp_path}/base.pt {tmp_path}/out/finetuned/dense 150
-    """
-    run(["bash", "-c", stages], env={"VENV": str(tmp_path / "venv")})
+    monkeypatch.setenv("VENV", str(tmp_path / "venv"))  # scripts/lib/common.sh: its PATH and PY
+    monkeypatch.setenv("PATH", f"{stubs}:{BIN}:{os.environ['PATH']}")
+    data, out, base = tmp_path / "data", tmp_path / "out", tmp_path / "base.pt"
+    (data / "input0").mkdir(parents=True)
+    (data / "label").mkdir()
+    for name in ("train.en-fr.en.bin", "input0/train.bin", "input0/valid.bin", "label/dict.txt"):
+        (data / name).write_text("x\n")
+    base.touch()
+    args = [f"data={data}", f"out={out}", "results=/unused", "raw=null", f"pretrain.large={base}", f"pretrain.small={base}"]
+    config = load_config(structured.StudyConfig, f"structured_{task}", "", args[:3] if task == "mt" else args, "")
+    steps = (structured.Translation if task == "mt" else structured.Classification)(config, data, out)
+    configs = structured.drophead_configs(config.models)
+    first = out / "models/none/seed1"
+    steps.train_model(first, 1, configs["none"])
+    steps.train_model(out / "models/v_p0.1/seed2", 2, configs["v_p0.1"])
+    # fairseq's train_wall: 25 updates in 20 s after the first interval (the start-up): 0.8 s an update
+    (first / "train.log").write_text("\n".join(INNER_WALL.format(s=i, u=25 * (i + 1), tw=26 if i == 0 else 20)
+                                               for i in range(2)) + "\n")
+    steps.train_small(first)
+    mask = structured.Mask("heads50", "head", 0.5)
+    steps.finetune(out / "finetuned/heads50", first / "checkpoint_best.pt", 150, structured.mask_args(mask, 150))
+    steps.finetune(out / "finetuned/dense", first / "checkpoint_best.pt", 150)
     commands = [line.split() for line in received.read_text().splitlines()]
-    assert [(flag_values(c, "--lr"), flag_values(c, "--warmup-updates"), flag_values(c, "--max-tokens"))
-            for c in commands] == [("0.002", "100", "1024")] * 2 + [("0.0005", "1", "1024")] * 2
-    assert "translation_timed" in commands[1] and "translation_pruning" in commands[2]
+    assert "--drophead-p 0.1 --drophead-schedule v" in " ".join(commands[1]) and "--drophead-p" not in commands[0]
+    assert flag_values(commands[1], "--seed") == "2" and flag_values(commands[0], "--seed") == "1"
+    assert flag_values(commands[2], "--arch") == config.models.small_arch
+    masked = " ".join(commands[3])
+    assert "--prune-granularity head --prune-sparsity 0.5 --prune-schedule gradual --prune-end-update 75 " \
+           "--prune-frequency 15 --prune-scope layer" in masked
+    assert all(flag_values(c, "--max-update") == "150" for c in commands[3:])
+    if task == "mt":
+        assert [(flag_values(c, "--lr"), flag_values(c, "--warmup-updates"), flag_values(c, "--max-tokens"))
+                for c in commands] == [("0.002", "100", "1024")] * 3 + [("0.0005", "1", "1024")] * 2
+        # the small model trains as many minutes as the first model's 700 updates took: 0.8 s x 700 / 60
+        assert "translation_timed" in commands[2] and flag_values(commands[2], "--stop-time-minutes") == "9.33"
+        assert "translation_pruning" in commands[3] and "--task" not in commands[4]
+        assert all(flag_values(c, "--restore-file") == str(first / "checkpoint_best.pt") for c in commands[3:])
+    else:
+        assert [(flag_values(c, "--lr"), flag_values(c, "--batch-size"), flag_values(c, "--warmup-updates"))
+                for c in commands] == [("0.0001", "32", "24")] * 3 + [("0.0001", "32", "9")] * 2
+        assert all(flag_values(c, "--restore-file") == str(base) for c in commands[:3])  # the masked LMs
+        assert flag_values(commands[3], "--task") == "sentence_prediction_pruning"
+        assert flag_values(commands[4], "--task") == "sentence_prediction"
+        assert all(flag_values(c, "--validate-interval-updates") == "150" == flag_values(c, "--save-interval-updates")
+                   for c in commands[3:])
+        assert flag_values(commands[0], "--validate-interval-updates") == "100"  # finetune_cls.sh's quarterly passes

@@ -1,34 +1,27 @@
-"""The tables and plots of scripts/structured_study.sh, from the files it leaves under OUT:
+"""The tables and plots of the structured study (structured.py), from the files it leaves under OUT:
 <metric>/<contender>.json and speed.json (stage 2), models/<config>/seed<N>/heads_keep*.json
-(stage 3); the metric is BLEU (--task mt) or accuracy (--task cls). Writes
+(stage 3); the metric is BLEU (task mt) or accuracy (task cls). Writes
 RESULTS/<prefix>_speed.{csv,png} (the metric against sentences/s, every compression method),
 <prefix>_heads.{csv,png} (the metric lost against heads removed, with and without DropHead) and
 <prefix>_equal_speed.csv (per precision, the best compressed large model at least as fast as the
-small one, against it), prefix structured (mt) or structured_cls, and prints the tables."""
-import argparse
-import csv
+small one, against it), prefix structured (mt) or structured_cls, and returns the tables as markdown."""
 import json
+import logging
 import re
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from fairseq_compress.compress.size import deployed_bytes  # noqa: E402
+from ..compress.size import deployed_bytes
+from .stages import write_csv
 
 # contender name -> (family, fraction removed); "heads_ffn50" is heads and FFN at 50 %
 NAME = re.compile(r"^(?P<family>[a-z_]+?)(?P<percent>\d+)?(?P<int8>_int8)?$")
 FAMILIES = {"dense": "dense", "dense_ft": "dense, fine-tuned as long", "heads": "heads", "ffn": "FFN neurons", "layers": "layers", "heads_ffn": "heads + FFN",
             "heads_ffn_layers": "heads + FFN + layers", "weights": "weights (unstructured)", "ipq": "iPQ",
             "small": "small model"}
-CONFIGS = {"none": "no DropHead", "v_p0.1": "DropHead p=0.1 (V)", "v_p0.2": "DropHead p=0.2 (V)"}
+PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -43,11 +36,18 @@ TASKS = {"mt": Task("bleu", "BLEU", "structured", "fairseq-generate sentences/s,
          "cls": Task("accuracy", "accuracy (%)", "structured_cls", "classifier sentences/s, one thread (fairseq-validate)")}
 
 
-def write_csv(path: Path, rows: List[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+@dataclass(frozen=True)
+class Contender:
+    """One row of stage 2: a checkpoint run in fp32 or int8 (--model-overrides "{'int8_inference': True}")."""
+    name: str  # FAMILY[PERCENT][_int8], e.g. heads_ffn50_int8
+    checkpoint: Path
+    precision: str  # fp32 or int8
+
+
+def family(name: str) -> str:
+    """The method of a contender name ('' when the name is not FAMILY[PERCENT][_int8])."""
+    match = NAME.match(name)
+    return FAMILIES.get(match["family"], "") if match else ""
 
 
 def markdown(rows: List[dict]) -> str:
@@ -57,18 +57,17 @@ def markdown(rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def speed_rows(out: Path, contenders: List[str], metric: str) -> List[dict]:
+def speed_rows(out: Path, contenders: Sequence[Contender], metric: str) -> List[dict]:
     speed = json.loads((out / "speed.json").read_text())
     dense = speed["dense"]
     rows = []
     for contender in contenders:
-        name, _, rest = contender.partition("=")
-        ckpt, _, precision = rest.rpartition(":")
+        name = contender.name
         match = NAME.match(name)
         rows.append({
             "contender": name, "method": FAMILIES[match["family"]], "removed": int(match["percent"] or 0) / 100,
-            "precision": precision, metric: json.loads((out / metric / f"{name}.json").read_text())[metric],
-            "mb": round(deployed_bytes(ckpt) / 1e6, 2),
+            "precision": contender.precision, metric: json.loads((out / metric / f"{name}.json").read_text())[metric],
+            "mb": round(deployed_bytes(str(contender.checkpoint)) / 1e6, 2),
             **speed[name],
             "speedup_1": round(speed[name]["sent_s_1"] / dense["sent_s_1"], 2),
             "speedup_2": round(speed[name]["sent_s_2"] / dense["sent_s_2"], 2),
@@ -81,8 +80,19 @@ def speed_rows(out: Path, contenders: List[str], metric: str) -> List[dict]:
     return rows
 
 
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_speed(rows: List[dict], png: Path, arch: str, task: Task) -> None:
     # One colour per method (the ten families fit matplotlib's ten-colour cycle), one marker per precision.
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     markers = {"fp32": "o", "int8": "s"}
     for index, method in enumerate(dict.fromkeys(row["method"] for row in rows)):
@@ -101,17 +111,19 @@ def plot_speed(rows: List[dict], png: Path, arch: str, task: Task) -> None:
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
-def heads_rows(out: Path, metric: str) -> List[dict]:
+def heads_rows(out: Path, metric: str, configs: Dict[str, str], heads_keep: Sequence[float]) -> List[dict]:
+    """A row per model of stage 1 (configs: directory name -> label), fraction of heads kept and fine-tuning."""
     rows = []
-    for config in CONFIGS:
+    for config in configs:
         for run in sorted((out / "models" / config).glob("seed*")):
             original = json.loads((run / "heads_keep1.0.json").read_text())[metric]
-            for keep in (0.75, 0.5, 0.25):
+            for keep in heads_keep:
                 for finetuned, suffix in ((False, ""), (True, "_ft")):
-                    value = json.loads((run / f"heads_keep{keep}{suffix}.json").read_text())[metric]
-                    rows.append({"config": config, "seed": int(run.name[4:]), "heads_removed": 1 - keep,
+                    value = json.loads((run / f"heads_keep{keep:g}{suffix}.json").read_text())[metric]
+                    rows.append({"config": config, "seed": int(run.name[4:]), "heads_removed": round(1 - keep, 4),
                                  "finetuned": finetuned, f"{metric}_original": original, metric: value,
                                  f"{metric}_lost": round(original - value, 2)})
     return rows
@@ -123,13 +135,18 @@ def mean_std(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def heads_table(rows: List[dict], task: Task) -> List[dict]:
+def removed_fractions(rows: List[dict]) -> List[float]:
+    return sorted({r["heads_removed"] for r in rows})
+
+
+def heads_table(rows: List[dict], task: Task, configs: Dict[str, str]) -> List[dict]:
     table = []
-    for config, label in CONFIGS.items():
+    removed_all = removed_fractions(rows)
+    for config, label in configs.items():
         mine = [r for r in rows if r["config"] == config]
         entry = {"model": label, task.label: mean_std([r[f"{task.metric}_original"] for r in mine
-                                                       if r["heads_removed"] == 0.25 and not r["finetuned"]])}
-        for removed in (0.25, 0.5, 0.75):
+                                                       if r["heads_removed"] == removed_all[0] and not r["finetuned"]])}
+        for removed in removed_all:
             for finetuned in (False, True):
                 lost = [r[f"{task.metric}_lost"] for r in mine if r["heads_removed"] == removed and r["finetuned"] == finetuned]
                 entry[f"lost at {removed:.0%}{' + ft' if finetuned else ''}"] = mean_std(lost)
@@ -137,11 +154,12 @@ def heads_table(rows: List[dict], task: Task) -> List[dict]:
     return table
 
 
-def plot_heads(rows: List[dict], png: Path, arch: str, task: Task) -> None:
+def plot_heads(rows: List[dict], png: Path, arch: str, task: Task, configs: Dict[str, str]) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for config, label in CONFIGS.items():
+    xs = removed_fractions(rows)
+    for config, label in configs.items():
         for finetuned, style in ((False, "--"), (True, "-")):
-            xs = [0.25, 0.5, 0.75]
             ys = [statistics.mean(r[f"{task.metric}_lost"] for r in rows if r["config"] == config and r["heads_removed"] == x
                                   and r["finetuned"] == finetuned) for x in xs]
             ax.plot([100 * x for x in xs], ys, style, marker="o",
@@ -152,12 +170,13 @@ def plot_heads(rows: List[dict], png: Path, arch: str, task: Task) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 def equal_speed(rows: List[dict], metric: str) -> List[dict]:
     """Per precision: the small model against the best compressed large model in that precision at least as fast."""
     table = []
-    for precision in ("fp32", "int8"):
+    for precision in PRECISIONS:
         small = [r for r in rows if r["method"] == "small model" and r["precision"] == precision]
         if not small:
             continue
@@ -172,30 +191,20 @@ def equal_speed(rows: List[dict], metric: str) -> List[dict]:
     return table
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--results", required=True, type=Path)
-    parser.add_argument("--task", choices=sorted(TASKS), default="mt")
-    parser.add_argument("--arch", required=True)
-    parser.add_argument("--small-arch", required=True)
-    parser.add_argument("--contenders", required=True, nargs="+")
-    args = parser.parse_args()
-    task = TASKS[args.task]
-    args.results.mkdir(parents=True, exist_ok=True)
-    result = args.results / task.prefix
-    speed = speed_rows(args.out, args.contenders, task.metric)
-    write_csv(Path(f"{result}_speed.csv"), speed)
-    plot_speed(speed, Path(f"{result}_speed.png"), args.arch, task)
-    heads = heads_rows(args.out, task.metric)
-    write_csv(Path(f"{result}_heads.csv"), heads)
-    plot_heads(heads, Path(f"{result}_heads.png"), args.arch, task)
+def write_results(out: Path, results: Path, task: Task, arch: str, small_arch: str, contenders: Sequence[Contender],
+                  configs: Dict[str, str], heads_keep: Sequence[float]) -> str:
+    """Every CSV and plot of the study into `results`; the tables as markdown."""
+    results.mkdir(parents=True, exist_ok=True)
+    prefix = results / task.prefix
+    speed = speed_rows(out, contenders, task.metric)
+    write_csv(Path(f"{prefix}_speed.csv"), speed)
+    plot_speed(speed, Path(f"{prefix}_speed.png"), arch, task)
+    heads = heads_rows(out, task.metric, configs, heads_keep)
+    write_csv(Path(f"{prefix}_heads.csv"), heads)
+    plot_heads(heads, Path(f"{prefix}_heads.png"), arch, task, configs)
     equal = equal_speed(speed, task.metric)
-    write_csv(Path(f"{result}_equal_speed.csv"), equal)
-    print(f"Speed and {task.label} of {args.arch} compressed (fine-tuned), against dense fp32:\n{markdown(speed)}\n")
-    print(f"{task.label} lost when heads are removed (mean ± std over seeds):\n{markdown(heads_table(heads, task))}\n")
-    print(f"Equal speed: {args.small_arch} against the best compressed {args.arch} at least as fast:\n"
-          f"{markdown(equal)}")
-
-if __name__ == "__main__":
-    main()
+    write_csv(Path(f"{prefix}_equal_speed.csv"), equal)
+    return (f"Speed and {task.label} of {arch} compressed (fine-tuned), against dense fp32:\n{markdown(speed)}\n\n"
+            f"{task.label} lost when heads are removed (mean ± std over seeds):\n"
+            f"{markdown(heads_table(heads, task, configs))}\n\n"
+            f"Equal speed: {small_arch} against the best compressed {arch} at least as fast:\n{markdown(equal)}")
