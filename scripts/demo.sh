@@ -6,7 +6,7 @@
 # thread, one pass each, two at a time) and the table has its BLEU with signature, MB on disk
 # and sentences/s: docs/results/demo.{csv,png}. Rerunning reuses every finished stage. The
 # stages share the 15 minutes: training is what gives way (the evaluation of every row stays whole).
-# Knobs: DEMO_ARCH, DEMO_MINUTES, DEMO_FINETUNE_UPDATES, DEMO_OUT. scripts/drophead_mt.sh holds the
+# Knobs: DEMO_ARCH, DEMO_MINUTES, DEMO_FINETUNE_UPDATES, DEMO_OUT. fairseq_compress/studies/drophead.py holds the
 # DropHead comparison; scripts/benchmarks/deploy_speed.py the alternating speed measurement.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

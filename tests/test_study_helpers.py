@@ -10,7 +10,7 @@ import pytest
 from conftest import BIN, ROOT, log_records, one_line_error, run
 import quant_noise_plot  # scripts/lib, on the path through conftest
 from fairseq_compress.studies import train_stats
-import valid_curves
+from fairseq_compress.studies.drophead import run_summary, valid_curves, valid_once, valid_points
 
 # Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
 INNER = ('2026-12-02 04:11:{s:02d} | INFO | train_inner | {{"epoch": 1, "update": 0.004, "loss": "13.977", '
@@ -58,17 +58,23 @@ def test_structured_small_model_time_falls_back_to_the_epochs_of_a_short_run():
 
 
 def test_valid_curves_find_the_minimum_and_the_rise(tmp_path):
+    """The DropHead study's valid-loss readers (fairseq_compress/studies/drophead.py): per run valid.json,
+    the curves of every run as a CSV and a plot."""
     losses = {100: 5.0, 200: 4.2, 300: 4.4, 400: 4.9}
     write_log(tmp_path / "a/seed1/train.log", [VALID.format(loss=l, u=u) for u, l in losses.items()])
     write_log(tmp_path / "a/seed2/train.log", [VALID.format(loss=l - 0.2, u=u) for u, l in losses.items()])
-    summary = json.loads(run(["python", ROOT / "scripts/lib/valid_curves.py", "--run", tmp_path / "a/seed1"]).stdout)
+    summary = valid_once(tmp_path / "a/seed1")
     assert summary == {"best_valid_loss": 4.2, "best_update": 200, "valid_loss_rise": 0.7}
-    out = run(["python", ROOT / "scripts/lib/valid_curves.py", f"a={tmp_path / 'a'}", "--csv", tmp_path / "v.csv",
-               "--png", tmp_path / "v.png"]).stdout
-    assert len(out.splitlines()) == 2 and (tmp_path / "v.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "a/seed1/valid.json").read_text()) == summary
+    assert valid_once(tmp_path / "a/seed2")["best_valid_loss"] == 4.0 and len(list(tmp_path.glob("a/*/valid.json"))) == 2
+    valid_curves({"a": tmp_path / "a"}, [1, 2], tmp_path / "v.csv", tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 10_000
     rows = list(csv.DictReader((tmp_path / "v.csv").open()))
     assert len(rows) == 8 and rows[0] == {"config": "a", "seed": "seed1", "num_updates": "100", "valid_loss": "5.0"}
-    assert valid_curves.run_summary(valid_curves.valid_points(tmp_path / "a/seed2/train.log"))["best_valid_loss"] == 4.0
+    assert run_summary(valid_points(tmp_path / "a/seed2/train.log"))["best_valid_loss"] == 4.0
+    write_log(tmp_path / "b/seed1/train.log", [EPOCH])  # no validation logged: one line, not a traceback
+    with pytest.raises(SystemExit, match=r"b/seed1/train.log has no 'valid' record of --log-format json"):
+        valid_points(tmp_path / "b/seed1/train.log")
 
 
 def test_summarize_runs_merges_metric_files_and_picks_the_best_group(tmp_path):
