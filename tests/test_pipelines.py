@@ -213,18 +213,10 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
     one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
                                                     "--max-update", "1", "--schedule", "cosine"], check=False),
                    "--schedule must be inverse_sqrt or linear, got 'cosine'")
-    one_line_error(run(script("electra_vs_mlm.sh") + [tmp_path / "raw", tmp_path / "study", "--calibration-updates", "10"],
-                       check=False), "--calibration-updates must be an integer >= 50, got '10'")
     one_line_error(run(script("drophead_mt.sh") + [ROOT / "data-bin/raw", tmp_path / "study", "--dropouts", "0.1 1.5"],
                        check=False), "--dropouts: each must be in [0, 1), got '1.5'")
     one_line_error(run(script("drophead_cls.sh") + [ROOT / "data-bin/raw", tmp_path / "study", "--train-examples", "0"],
                        check=False), "--train-examples and --max-update must be positive integers, got '0'")
-    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--finetune-updates", "0"],
-                       check=False), "--finetune-updates must be a positive integer")
-    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--configs", "pq0.3"],
-                       check=False), "--configs: unknown config 'pq0.3'")
-    one_line_error(run(script("quant_noise_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--csv", tmp_path / "q.txt"],
-                       check=False), "--csv must name a .csv file in an existing directory")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--bleu-sentences", "0"],
                        check=False), "--bleu-sentences and --repeats must be positive integers, got '0'")
     one_line_error(run(script("structured_study.sh") + [ROOT / "data-bin", tmp_path / "study", "--seeds", ""],
