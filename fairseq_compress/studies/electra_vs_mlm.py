@@ -26,6 +26,7 @@ Recipes and budgets: configs/electra_vs_mlm.yaml (configs/electra_vs_mlm_smoke.y
 import csv
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from omegaconf import MISSING
 
 from . import summarize_runs, train_stats
 from .stages import ROOT, in_parallel, run
-from .study_config import load_config, study_paths
+from .study_config import load_config
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")  # the curves' metrics of each run
 MLM_METRICS = ("ppl",)
@@ -196,8 +197,9 @@ def write_curves(electra_log: Path, mlm_log: Path, out: Path, png: Path) -> None
 def main(argv: Optional[List[str]] = None) -> None:
     config = load_config(StudyConfig, "electra_vs_mlm", __doc__, argv, "pretrain.minutes=20 seeds=[1]")
     check_config(config)
-    _, out = study_paths(config)
-    raw, en, cls = (Path(p).resolve() for p in (config.raw, config.en, config.cls))
+    os.environ["OMP_NUM_THREADS"] = "1"  # every step on one core: the pretrainings side by side, fine-tunings in parallel
+    raw, en, cls, out = (Path(p).resolve() for p in (config.raw, config.en, config.cls, config.out))
+    out.mkdir(parents=True, exist_ok=True)
     models = ("electra", "mlm")
 
     # 1. the pretraining text and the cls task
