@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from conftest import BIN, ROOT, log_records, one_line_error, run
-import quant_noise_plot  # scripts/lib, on the path through conftest
 from fairseq_compress.studies import train_stats
 from fairseq_compress.studies.drophead import run_summary, valid_curves, valid_once, valid_points
 
@@ -100,8 +99,9 @@ def test_pretraining_curves_plot_both_runs(tmp_path):
                                    f'"replaced_frac": "14.9", "gen_ppl": "{900 - 100 * i}",') for i in range(3)])
     mlm = write_log(tmp_path / "mlm.log", [INNER.format(s=i, u=25 * (i + 1), ppl=800 - 50 * i, tw=20, w=60)
                                            for i in range(3)])
-    run(["python", ROOT / "scripts/lib/pretraining_curves.py", "--electra", electra, "--mlm", mlm, "--csv",
-         tmp_path / "c.csv", "--png", tmp_path / "c.png"])
+    from fairseq_compress.studies.electra_vs_mlm import write_curves
+
+    write_curves(electra, mlm, tmp_path / "c.csv", tmp_path / "c.png")
     rows = list(csv.DictReader((tmp_path / "c.csv").open()))
     assert {"run": "electra", "num_updates": "75", "metric": "disc_acc_replaced", "value": "2.5"} in rows
     assert {"run": "mlm", "num_updates": "75", "metric": "ppl", "value": "700.0"} in rows
@@ -190,18 +190,22 @@ def test_structured_race_refuses_a_malformed_or_missing_contender(mt_checkpoint,
 
 
 def test_quant_noise_plot_groups_seeds_by_config_and_refuses_an_empty_csv(tmp_path):
+    from fairseq_compress.studies.quant_noise import plot, read_by_config
+
     header = "config,seed,bleu_fp32,bleu_ipq,ipq_drop,bleu_ipq_distill,ipq_distill_drop,bleu_int8,mb_fp32,mb_ipq,mb_int8"
     (tmp_path / "qn.csv").write_text("\n".join([header, "none,1,20,15,5,16,4,19.9,30,1.5,7.8",
                                                 "none,2,21,16,5,17,4,20.9,30,1.5,7.8",
                                                 "pq0.1,1,18,16,2,16.5,1.5,17.9,30,1.5,7.8"]) + "\n")
-    by_config = quant_noise_plot.read_by_config(tmp_path / "qn.csv")
+    by_config = read_by_config(tmp_path / "qn.csv")
     assert list(by_config) == ["none", "pq0.1"]
     assert [row["bleu_ipq_distill"] for row in by_config["none"]] == [16.0, 17.0]
-    run(["python", ROOT / "scripts/lib/quant_noise_plot.py", tmp_path / "qn.csv", tmp_path / "qn.png"])
+    plot(by_config, tmp_path / "qn.png")
     assert (tmp_path / "qn.png").stat().st_size > 10_000
     (tmp_path / "empty.csv").write_text(header + "\n")
-    failed = run(["python", ROOT / "scripts/lib/quant_noise_plot.py", tmp_path / "empty.csv", tmp_path / "e.png"], check=False)
-    one_line_error(failed, "empty.csv has no rows")
+    with pytest.raises(SystemExit) as failed:  # the study's one-line error, before it plots
+        read_by_config(tmp_path / "empty.csv")
+    assert str(failed.value).startswith("error: ") and "empty.csv has no rows" in str(failed.value)
+    assert "\n" not in str(failed.value) and not (tmp_path / "e.png").exists()
 
 
 def flag_values(args, flag):

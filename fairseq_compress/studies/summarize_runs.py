@@ -35,7 +35,7 @@ def parse_group(text):
     return name, Path(directory)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("groups", nargs="+", type=parse_group, metavar="NAME=DIR")
     parser.add_argument("--metric", nargs="+", default=["bleu"], help="keys of the metric file")
@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--csv", help="write the per-run rows here")
     parser.add_argument("--best", choices=("max", "min"),
                         help="print only the name of the group whose mean of the first --metric is the max / min")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not (args.csv or args.best):
         parser.error("give --csv or --best")
     rows = [row for name, directory in args.groups for row in collect(name, directory, args.metric_file, args.metric)]

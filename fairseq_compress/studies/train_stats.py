@@ -33,6 +33,11 @@ def seconds_per_update(log_text: str) -> Optional[float]:
     return sum(p["train_wall"] for p in points[1:]) / (last["num_updates"] - first["num_updates"])
 
 
+def pretraining_columns(stats: Stats) -> dict:
+    """A results table's pretraining columns from the last end-of-epoch statistics."""
+    return {"pretraining updates": int(stats["num_updates"]), "tokens/s": round(stats["wps"])}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("log")
@@ -58,7 +63,7 @@ def main():
         print(int(value) if value.is_integer() else value)
         return
     if args.columns:
-        stats = {"pretraining updates": int(stats["num_updates"]), "tokens/s": round(stats["wps"])}
+        stats = pretraining_columns(stats)
     print(json.dumps(stats))
 
 
