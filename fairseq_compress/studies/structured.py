@@ -28,7 +28,6 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 Recipes and budgets: configs/structured_mt.yaml (the schema's defaults) and configs/structured_cls.yaml,
 the one of ``task`` unless --config names another; configs/structured_{mt,cls}_smoke.yaml: toy runs.
 """
-import json
 import shutil
 import subprocess
 import sys
