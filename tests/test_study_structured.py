@@ -3,6 +3,8 @@ columns, a rerun that trains nothing; its bad input."""
 import csv
 import sys
 
+import pytest
+
 from conftest import ROOT, one_line_error, run
 
 STRUCTURED = [sys.executable, "-m", "fairseq_compress.studies.structured"]
