@@ -233,7 +233,8 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
         f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] && exit 0\nprintf "%s\\n" "$*" >> {received}\n'
         'while (($#)); do [[ $1 == --save-dir ]] && touch "$2/checkpoint_best.pt"; shift; done; exit 0\n')
     (stubs / "fairseq-validate").write_text("#!/usr/bin/env bash\n")
-    (stubs / "python").write_text('#!/usr/bin/env bash\necho \'{"accuracy": 50.0, "dev_accuracy": 50.0}\'\n')
+    (stubs / "python").write_text(f'#!/usr/bin/env bash\n[[ $1 == */recipes.py ]] && exec {sys.executable} "$@"\n'  # the recipes are real
+                                  'echo \'{"accuracy": 50.0, "dev_accuracy": 50.0}\'\n')
     for stub in stubs.iterdir():
         stub.chmod(0o755)
     monkeypatch.setenv("VENV", str(tmp_path / "venv"))  # scripts/lib/common.sh: its PATH and PY
