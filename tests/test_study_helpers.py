@@ -199,7 +199,8 @@ def test_structured_mt_stages_train_with_their_own_recipes(tmp_path):
     received = tmp_path / "fairseq-train.args"
     (venv / "fairseq-train").write_text(  # --help: require_arch's check
         f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] || printf "%s\\n" "$*" >> {received}\n')
-    (venv / "python").write_text("#!/usr/bin/env bash\necho 0.01\n")  # train_stats.py: seconds per update
+    (venv / "python").write_text(f'#!/usr/bin/env bash\n[[ $1 == */recipes.py ]] && exec {sys.executable} "$@"\n'  # the recipes are real
+                                 "echo 0.01\n")  # train_stats: seconds per update
     for stub in venv.iterdir():
         stub.chmod(0o755)
     data = tmp_path / "data"
