@@ -90,3 +90,5 @@ mkdir -p docs/results
 "$PY" scripts/lib/results_table.py plot --table "$TABLE" --png docs/results/demo.png \
   --title "$ARCH, $MINUTES min of training: every artifact of the demo"
 echo "(also in docs/results/demo.csv and docs/results/demo.png)"
+# A distilled student needs a teacher trained for most of an hour: it does not fit these 15 minutes.
+echo "Distillation into fast students (its own ~3 h study): docs/distillation.md"
