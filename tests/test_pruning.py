@@ -15,7 +15,7 @@ from torch.nn.utils import parametrize
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.compress.checkpoint_format import encode_int, int_decode
-from fairseq_compress.modules.weight_parametrizations import PruningMask, accept_dense_weight, masked_weights
+from fairseq_compress.modules.weight_parametrizations import PruningMask, accept_dense_weight
 from fairseq_compress.tasks.pruning import (
     PruningMixin,
     PruningOptions,

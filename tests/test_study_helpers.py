@@ -45,6 +45,9 @@ def test_seconds_per_update_is_training_time_after_the_first_interval(tmp_path):
     log = "\n".join(INNER.format(s=i, u=25 * (i + 1), ppl=100, tw=26 if i == 0 else 20, w=60 * (i + 1)) for i in range(4))
     assert train_stats.seconds_per_update(log) == 60 / 75
     assert [p["num_updates"] for p in train_stats.inner_points(log)] == [25, 50, 75, 100]
+    # fairseq prints train_wall in whole seconds: intervals that all print 0 ran under 1 s together, never in 0 s
+    fast = "\n".join(INNER.format(s=i, u=i + 1, ppl=100, tw=0, w=i) for i in range(5))
+    assert train_stats.seconds_per_update(fast) == 1 / 4
 
 
 def test_structured_small_model_time_falls_back_to_the_epochs_of_a_short_run():

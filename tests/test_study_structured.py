@@ -5,19 +5,20 @@ import sys
 
 import pytest
 
-from conftest import ROOT, one_line_error, run
+from conftest import ROOT, file_times, one_line_error, run
+from fairseq_compress.studies import structured
 
 STRUCTURED = [sys.executable, "-m", "fairseq_compress.studies.structured"]
 STRUCTURED_SMOKE = ROOT / "fairseq_compress/studies/configs/structured_mt_smoke.yaml"
 
 
-def test_structured_study_smoke(word_mt, tmp_path):
+def test_structured_study_smoke(word_mt, study, tmp_path):
     """Task mt end to end (task cls's race, a fresh fairseq-validate per contender and thread, does not fit the
     suite's minute: test_study_helpers.py::test_structured_stages_train_with_their_own_recipes checks its stages)."""
     data, _ = word_mt
     results = tmp_path / "results"
-    study = STRUCTURED + ["--config", STRUCTURED_SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"results={results}"]
-    printed = run(study).stdout
+    args = ["--config", STRUCTURED_SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"results={results}"]
+    printed = study.run(structured, args)
     with open(results / "structured_speed.csv") as f:
         speed = list(csv.DictReader(f))
     assert list(speed[0]) == ["contender", "method", "removed", "precision", "bleu", "mb", "sent_s_1", "sent_s_2",
@@ -44,19 +45,19 @@ def test_structured_study_smoke(word_mt, tmp_path):
     assert "--drophead-p 0.2 --drophead-schedule v" in (out / "models/v_p0.2/seed1/.train_command").read_text()
     assert "translation_timed" in (out / "small/.train_command").read_text()
     masked = (out / "finetuned/heads_ffn50/.train_command").read_text()
-    assert "--task translation_pruning --prune-granularity head,neuron --prune-sparsity 0.5" in masked
+    assert "--task translation_pruning --prune-granularity head\\,neuron --prune-sparsity 0.5" in masked  # printf %q
     assert "--lr 0.0005" in masked and "--restore-file" in masked
 
     for result in results.iterdir():
         result.unlink()
-    rerun = run(study)  # every stage reused: nothing trains, scores or races again
-    assert (results / "structured_speed.csv").exists() and "training ->" not in rerun.stderr
+    before = file_times(out)
+    study.run(structured, args)  # every stage reused: nothing trains, scores or races again
+    assert (results / "structured_speed.csv").exists() and file_times(out) == before
 
 
 def test_structured_study_bad_input(tmp_path):
     """Each bad value stops the study with one line before any work: on the command line once, then in-process
     (each command starts by importing fairseq)."""
-    from fairseq_compress.studies import structured
 
     where = [f"out={tmp_path / 'study'}", f"results={tmp_path / 'results'}"]
     one_line_error(run(STRUCTURED + [*where, "task=lm"], check=False), "task must be mt or cls, got 'lm'")

@@ -30,7 +30,6 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 Recipes and budgets: configs/drophead_mt.yaml and configs/drophead_cls.yaml (``task=cls`` picks the second;
 configs/drophead_{mt,cls}_smoke.yaml: the suite's toy runs).
 """
-import argparse
 import gzip
 import json
 import logging
@@ -42,11 +41,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from fairseq.models import ARCH_MODEL_REGISTRY, FairseqEncoderDecoderModel
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 from .fairseq_log import records
-from .stages import ROOT, in_parallel, run, run_once, write_csv
-from .study_config import Recipe, load_config, mean_and_spread
+from .stages import ROOT, in_parallel, number, run, run_once, write_csv
+from .study_config import Recipe, load_task_config, mean_and_spread
 
 TASKS = ("mt", "cls")
 SCHEDULES = ("v", "constant")  # --drophead-schedule's choices
@@ -107,30 +106,6 @@ METRICS = {
 }
 INPUTS = {"mt": {"en_fr": [f"{split}.{lang}" for split in ("train", "valid", "test") for lang in ("en", "fr")]},
           "cls": {"en": ["train.txt", "valid.txt"], "cls": ["train.tsv", "dev.tsv", "test.tsv"]}}
-
-
-def number(value) -> str:
-    """A value as the bash studies wrote it on the command line (0.1, not 0.10; 20, not 20.0)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def load(argv: Optional[List[str]]) -> StudyConfig:
-    """configs/drophead_<task>.yaml (task=cls on the command line picks cls), or --config FILE; the task
-    is the config file's: overriding it would run one task with the other's paths and budgets."""
-    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    given, overrides = pre.parse_known_args(args)
-    task = next((a.split("=", 1)[1] for a in overrides if a.startswith("task=")), None)
-    config = load_config(StudyConfig, f"drophead_{task if task in TASKS else 'mt'}", __doc__, argv,
-                         "task=cls seeds=[1] dropouts=[0.3]")
-    if config.task not in TASKS:
-        sys.exit(f"error: task must be mt or cls, got '{config.task}'")
-    file_task = OmegaConf.load(given.config).get("task", "mt") if given.config else task
-    if task is not None and task != file_task:
-        sys.exit(f"error: task={task}: {given.config} is the {file_task} study's config; drop task= or give "
-                 f"the {task} one")
-    return config
 
 
 def input_file(directory: Path, name: str) -> Optional[Path]:
@@ -332,7 +307,7 @@ def summary(rows: List[dict], metrics: List[str]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    config = load(argv)
+    config = load_task_config(StudyConfig, "drophead", list(TASKS), __doc__, argv, "task=cls seeds=[1] dropouts=[0.3]")
     check_config(config)
     os.environ["OMP_NUM_THREADS"] = "1"  # every step on one core: the runs go side by side
     raw, out = Path(config.raw).resolve(), Path(config.out).resolve()

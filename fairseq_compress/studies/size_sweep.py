@@ -31,7 +31,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from .stages import ROOT, in_parallel, number, run
-from .study_config import CONFIGS, load_config, study_paths
+from .study_config import load_task_config, study_paths
 
 TASKS = {  # task: (the pipeline that trains one run, the metric Y, fairseq-train flags of its validation)
     "mt": ("train_mt.sh", "bleu", ["--eval-bleu", "--eval-bleu-remove-bpe", "sentencepiece",
@@ -61,8 +61,6 @@ class StudyConfig:
 
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
-    if config.task not in TASKS:
-        sys.exit(f"error: task must be mt or mlm, got '{config.task}'")
     data = Path(config.data)
     if config.task == "mt" and not ((data / "spm.model").is_file() and list(data.glob("train.*-*.*.bin"))):
         sys.exit(f"error: data={config.data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
@@ -112,8 +110,7 @@ def train(config: StudyConfig, arch: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    config = load_config(StudyConfig, "size_sweep_mt", __doc__, argv,
-                         f"--config {CONFIGS / 'size_sweep_mlm.yaml'} budget_minutes=5")
+    config = load_task_config(StudyConfig, "size_sweep", list(TASKS), __doc__, argv, "task=mlm budget_minutes=5")
     check_config(config)
     _, out = study_paths(config)
     _, y, _ = TASKS[config.task]

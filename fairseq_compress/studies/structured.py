@@ -40,7 +40,7 @@ from omegaconf import MISSING
 from .stages import ROOT, in_parallel, run, run_once, tool_env
 from .structured_race import precision_args, race_once
 from .structured_results import FAMILIES, TASKS, Contender, family, write_results
-from .study_config import RESTORE, load_config, study_paths
+from .study_config import RESTORE, load_task_config, study_paths
 from .fairseq_log import records
 from .train_stats import seconds_per_update
 
@@ -134,8 +134,6 @@ class StudyConfig:
 
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
-    if config.task not in TASKS:
-        sys.exit(f"error: task must be mt or cls, got '{config.task}'")
     mt = config.task == "mt"
     if not config.seeds:
         sys.exit("error: seeds: give at least one seed")
@@ -399,11 +397,7 @@ def drophead_label(name: str, models: Models) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    task = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("task=")), "mt")
-    if task not in TASKS:
-        sys.exit(f"error: task must be mt or cls, got '{task}'")
-    config = load_config(StudyConfig, f"structured_{task}", __doc__, argv, "task=cls seeds=[1] speed.repeats=2")
+    config = load_task_config(StudyConfig, "structured", list(TASKS), __doc__, argv, "task=cls seeds=[1] speed.repeats=2")
     check_config(config)
     data, out = study_paths(config)
     steps = (Translation if config.task == "mt" else Classification)(config, data, out)

@@ -49,6 +49,28 @@ def load_config(schema: Type, name: str, description: str, argv: Optional[List[s
     return config
 
 
+def load_task_config(schema: Type, study: str, tasks: Sequence[str], description: str, argv: Optional[List[str]],
+                     example: str):
+    """The config of a study with tasks: CONFIGS/<study>_<task>.yaml, where task=T on the command line picks T
+    (the first of `tasks` by default), or --config FILE with the task FILE states: overriding that would run
+    one task with the other's paths and budgets."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    given, overrides = pre.parse_known_args(argv)
+    task = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("task=")), None)
+    if task is not None and task not in tasks:
+        sys.exit(f"error: task must be {' or '.join(tasks)}, got '{task}'")
+    config = load_config(schema, f"{study}_{task or tasks[0]}", description, argv, example)
+    if config.task not in tasks:
+        sys.exit(f"error: {given.config}: task must be {' or '.join(tasks)}, got '{config.task}'")
+    file_task = OmegaConf.load(given.config).get("task") if given.config else task
+    if task is not None and task != file_task:
+        sys.exit(f"error: task={task}: {given.config} is the {file_task} study's config; drop task= or give "
+                 f"the {task} one")
+    return config
+
+
 def check_translation_study(data: str, csv: str) -> None:
     """DATA is a prepared translation data-bin and CSV a .csv in an existing directory, else one line."""
     if not (Path(data) / "spm.model").is_file() or not list(Path(data).glob("train.*-*.*.bin")):

@@ -29,8 +29,9 @@ def seconds_per_update(log_text: str) -> Optional[float]:
     if len(points) < 2:
         return None
     first, last = points[0], points[-1]
-    # train_wall is each logging interval's own training time; the first holds the start-up
-    return sum(p["train_wall"] for p in points[1:]) / (last["num_updates"] - first["num_updates"])
+    # train_wall is each logging interval's own training time in whole seconds; the first holds the start-up.
+    # Intervals that all print 0 s took under a second together: 1 s is the rate's bound, not 0 (a budget divides by it).
+    return max(sum(p["train_wall"] for p in points[1:]), 1) / (last["num_updates"] - first["num_updates"])
 
 
 def pretraining_columns(stats: Stats) -> dict:
