@@ -24,20 +24,18 @@ UNSET = "???"  # hydra's mandatory value: the caller's to give (task.data, check
 
 
 def load(name: str) -> Dict[str, dict]:
-    """The recipe `name` with its hydra defaults list merged in (the listed recipes first, then its own
-    values, as `- _self_` last orders it), as {group: {field: value}}."""
+    """The recipe `name` with its hydra defaults list merged in, in the list's order (`_self_`: its own
+    values; last when not listed, as hydra does), as {group: {field: value}}."""
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         sys.exit(f"error: no recipe '{name}' in {CONFIG_DIR} (known: {', '.join(known)})")
     own = yaml.safe_load(path.read_text()) or {}
+    layers = own.pop("defaults", [])
     merged: Dict[str, dict] = {}
-    for base in own.pop("defaults", []):
-        if base != "_self_":
-            for group, fields in load(base).items():
-                merged.setdefault(group, {}).update(fields)
-    for group, fields in own.items():
-        merged.setdefault(group, {}).update(fields or {})
+    for layer in layers if "_self_" in layers else [*layers, "_self_"]:
+        for group, fields in (own if layer == "_self_" else load(layer)).items():
+            merged.setdefault(group, {}).update(fields or {})
     return merged
 
 

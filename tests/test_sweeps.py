@@ -46,10 +46,11 @@ def test_hydra_sweep_configs_compose(name, task, arch, minutes, tmp_path):
 def test_hydra_sweep_configs_hold_the_study_values(task):
     """config/sweep_{mt,mlm}.yaml is one run of the size-sweep study's config: the same budget, effective
     batch, validation, lr, warmup and seed (one of its archs by default)."""
+    from fairseq_compress import recipes
     from fairseq_compress.studies.size_sweep import TASKS, batches
 
     study = OmegaConf.load(ROOT / "fairseq_compress/studies/configs" / f"size_sweep_{task}.yaml")
-    hydra = OmegaConf.load(CONFIG_DIR / f"sweep_{task}.yaml")
+    hydra = OmegaConf.create(recipes.load(f"sweep_{task}"))  # the recipe it starts from merged in, as hydra does
     assert study.task == task and hydra.model._name in study.archs
     assert hydra.task.stop_time_minutes == study.budget_minutes
     assert hydra.task.validate_interval_seconds == study.validate_seconds
