@@ -92,7 +92,7 @@ def test_hydra_train_with_drophead_overrides(mt_data, tmp_path):
                   "common.log_interval=1", f"checkpoint.save_dir={save_dir}", "optimization.max_update=6",
                   f"hydra.run.dir={tmp_path / 'outputs'}"], cwd=tmp_path)
     output = result.stdout + result.stderr
-    rates = [float(m) for m in re.findall(r"drophead_p[=\s]([0-9.]+)", output)]
+    rates = [float(m) for m in re.findall(r'"drophead_p": "([0-9.]+)"', output)]  # the recipe's JSON train_inner records
     # V schedule, W = 2, T = 6: p(t) for t = 0..5, the update counts before updates 1..6.
     assert rates[:6] == [0.2, 0.1, 0.0, 0.05, 0.1, 0.15], output[-3000:]
     state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)

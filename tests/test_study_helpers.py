@@ -275,7 +275,8 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
                 for c in commands] == [("0.002", "100", "1024")] * 3 + [("0.0005", "1", "1024")] * 2
         # the small model trains as many minutes as the first model's 700 updates took: 0.8 s x 700 / 60
         assert "translation_timed" in commands[2] and flag_values(commands[2], "--stop-time-minutes") == "9.33"
-        assert "translation_pruning" in commands[3] and "--task" not in commands[4]
+        assert flag_values(commands[3], "--task") == "translation_pruning"  # the last --task wins: over the recipe's
+        assert flag_values(commands[4], "--task") == "translation"
         assert all(flag_values(c, "--restore-file") == str(first / "checkpoint_best.pt") for c in commands[3:])
     else:
         assert [(flag_values(c, "--lr"), flag_values(c, "--batch-size"), flag_values(c, "--warmup-updates"))

@@ -76,13 +76,15 @@ def test_size_sweep_bad_input(word_mt, mlm_data, tmp_path):
            ([f"data={data}", "archs=[roberta_l3_h128]"], ["archs: roberta_l3_h128 is not a translation architecture"]),
            ([f"data={data}", "task=lm"], ["task must be mt or mlm, got 'lm'"]),
            (["data=/nope"], ["data=/nope", "prepare_mt.sh"]),
-           ([f"data={data}", "task=mlm"], [f"data={data}", "prepare_mlm.sh"]),
+           ([f"data={data}", "task=mlm"], ["task=mlm", "size_sweep_mt_smoke.yaml is the mt study's config"]),
            ([f"data={data}", "batch_tokens=0"], ["batch_tokens must be > 0, got 0"]),
            ([f"data={data}", "validate_seconds=-1"], ["validate_seconds must be >= 0"]),
            ([f"data={data}", "batch_tokens=many"], ["batch_tokens"]),
            ([f"data={data}", f"csv={tmp_path / 'x.txt'}"], ["csv=", "must be a .csv file"])]
     for args, fragments in bad:
         one_line_error(run(mt + args, check=False), *fragments)
+    # task=mlm picks the masked-LM config, which checks its data
+    one_line_error(run(SIZE_SWEEP + [f"data={data}", "task=mlm", *where], check=False), f"data={data}", "prepare_mlm.sh")
     mlm = SIZE_SWEEP + ["--config", CONFIGS / "size_sweep_mlm_smoke.yaml", f"data={mlm_data[0]}", *where,
                         "archs=[transformer_l2_h128]"]
     one_line_error(run(mlm, check=False), "archs: transformer_l2_h128 is not a masked-LM architecture")
