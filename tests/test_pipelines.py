@@ -213,4 +213,8 @@ def test_pretrain_and_finetune_bad_inputs(mlm_data, tmp_path):
     one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
                                                     "--max-update", "1", "--schedule", "cosine"], check=False),
                    "--schedule must be inverse_sqrt or linear, got 'cosine'")
+    # a budget of 0 minutes is none: with --max-update 0 (train_mt.sh's default) the run would never stop
+    one_line_error(run(script("pretrain_mlm.sh") + [en_bin, tmp_path / "pre", "--arch", "roberta_l2_h128",
+                                                    "--minutes", "0.00"], check=False),
+                   "--minutes must be a positive number, got '0.00'")
     assert not any((tmp_path / name).exists() for name in ("pre", "ft", "study"))

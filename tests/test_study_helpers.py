@@ -57,6 +57,8 @@ def test_structured_small_model_time_falls_back_to_the_epochs_of_a_short_run():
     assert training_seconds_per_update(inner + "\n" + EPOCH) == 60 / 75  # train_stats' rate when it has one
     # under two logging intervals: the epochs' train_wall (16 s) over the updates (4)
     assert training_seconds_per_update(EPOCH) == 4.0 and training_seconds_per_update("") is None
+    # a run under 1 s prints train_wall 0: its time is under 1 s, never 0 (0 minutes would be no budget at all)
+    assert training_seconds_per_update(EPOCH.replace('"train_train_wall": "16"', '"train_train_wall": "0"')) == 1 / 4
 
 
 def test_valid_curves_find_the_minimum_and_the_rise(tmp_path):

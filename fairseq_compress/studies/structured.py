@@ -37,7 +37,7 @@ from typing import List, Optional, Sequence
 
 from omegaconf import MISSING
 
-from .stages import ROOT, in_parallel, run, run_once, tool_env
+from .stages import ROOT, in_parallel, number, run, run_once, tool_env
 from .structured_race import precision_args, race_once
 from .structured_results import FAMILIES, TASKS, Contender, family, write_results
 from .study_config import RESTORE, load_task_config, study_paths
@@ -220,15 +220,9 @@ def training_seconds_per_update(log: str) -> Optional[float]:
     a run shorter than two intervals: its epochs' train_wall over its updates, start-up included."""
     rate = seconds_per_update(log)
     epochs = records(log, "train")
-    if rate is None and epochs and epochs[-1].get("num_updates"):
-        rate = sum(epoch["train_wall"] for epoch in epochs) / epochs[-1]["num_updates"]
+    if rate is None and epochs and epochs[-1].get("num_updates"):  # whole seconds: 0 is under 1 s (see seconds_per_update)
+        rate = max(sum(epoch["train_wall"] for epoch in epochs), 1) / epochs[-1]["num_updates"]
     return rate
-
-
-def number(value) -> str:
-    """A value as the bash study wrote it on the pipelines' command lines (15, not 15.0): their run
-    stamps name it, so a run of the bash study is reused."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def recipe_args(recipe) -> List[str]:

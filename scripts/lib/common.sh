@@ -201,6 +201,7 @@ recipe_value() { "$PY" "$USER_DIR/recipes.py" value "$1" "$2" || exit 2; }
 set_budget() {
   BUDGET=()
   [[ -z $1 ]] && return 0
-  [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--minutes must be a positive number, got '$1'"
+  # 0 (or 0.00) would be no budget at all: with --max-update 0, a run that never stops
+  [[ $1 =~ ^[0-9]+([.][0-9]+)?$ && $1 =~ [1-9] ]] || die "--minutes must be a positive number, got '$1'"
   BUDGET=(--task "$2_timed" --stop-time-minutes "$1")
 }
