@@ -29,12 +29,10 @@ recipe_args cls_finetune
 n_classes=$(wc -l < "$DATA/label/dict.txt")
 restore=()
 [[ -n $PRETRAINED ]] && restore=(--restore-file "$(realpath "$PRETRAINED")" --reset-optimizer --reset-dataloader --reset-meters --reset-lr-scheduler)
-overrides=(--max-positions "$MAX_POSITIONS")
-[[ -n $LR ]] && overrides+=(--lr "$LR")
-[[ -n $BATCH ]] && overrides+=(--batch-size "$BATCH")
+set_overrides --max-positions "$MAX_POSITIONS" --lr "$LR" --batch-size "$BATCH"
 # Derived from the run's length: a 6 % warmup, the decay's end, four validations and checkpoints.
 cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" "${RECIPE[@]}" --num-classes "$n_classes" --arch "$ARCH"
-  --seed "$SEED" "${restore[@]}" "${overrides[@]}" --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE"
+  --seed "$SEED" "${restore[@]}" "${OVERRIDES[@]}" --max-update "$MAX_UPDATE" --total-num-update "$MAX_UPDATE"
   --warmup-updates $((MAX_UPDATE * 6 / 100)) --save-interval-updates $(((MAX_UPDATE + 3) / 4))
   --validate-interval-updates $(((MAX_UPDATE + 3) / 4)) --save-dir "$SAVE_DIR" "${EXTRA[@]}")
 

@@ -36,14 +36,10 @@ case $CRITERION in
   electra) recipe_args electra_pretrain ;;
   *) die "--criterion must be masked_lm or electra, got '$CRITERION'" ;;
 esac
-overrides=()
-[[ -n $LR ]] && overrides+=(--lr "$LR")
-[[ -n $WARMUP ]] && overrides+=(--warmup-updates "$WARMUP")
-[[ -n $TOKENS_PER_SAMPLE ]] && overrides+=(--tokens-per-sample "$TOKENS_PER_SAMPLE")
-[[ -n $MAX_TOKENS ]] && overrides+=(--max-tokens "$MAX_TOKENS")
+set_overrides --lr "$LR" --warmup-updates "$WARMUP" --tokens-per-sample "$TOKENS_PER_SAMPLE" --max-tokens "$MAX_TOKENS"
 
 cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" "${RECIPE[@]}" --arch "$ARCH" --seed "$SEED" "${schedule[@]}"
-  "${overrides[@]}" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
+  "${OVERRIDES[@]}" --max-update "$MAX_UPDATE" "${BUDGET[@]}"  # a later --task wins
   --save-dir "$SAVE_DIR" "${EXTRA[@]}")
 
 log "pretraining $ARCH ($CRITERION) on $DATA"

@@ -23,12 +23,9 @@ set_budget "$MINUTES" translation
 ls "$DATA"/train.*-*.*.bin > /dev/null 2>&1 || die "$DATA holds no binarized train split: prepare it with scripts/prepare_mt.sh"
 
 recipe_args mt_en_fr
-overrides=()
-[[ -n $LR ]] && overrides+=(--lr "$LR")
-[[ -n $WARMUP ]] && overrides+=(--warmup-updates "$WARMUP")
-[[ -n $MAX_TOKENS ]] && overrides+=(--max-tokens "$MAX_TOKENS")
+set_overrides --lr "$LR" --warmup-updates "$WARMUP" --max-tokens "$MAX_TOKENS"
 
-cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" "${RECIPE[@]}" --arch "$ARCH" --seed "$SEED" "${overrides[@]}"
+cmd=(fairseq-train "$DATA" --user-dir "$USER_DIR" "${RECIPE[@]}" --arch "$ARCH" --seed "$SEED" "${OVERRIDES[@]}"
   --max-update "$MAX_UPDATE" "${BUDGET[@]}" --save-dir "$SAVE_DIR" "${EXTRA[@]}")
 
 log "training $ARCH on $DATA"

@@ -190,6 +190,16 @@ recipe_args() {
   flags=$("$PY" "$USER_DIR/recipes.py" args "$1") || exit 2
   mapfile -t RECIPE <<< "$flags"
 }
+# set_overrides FLAG VALUE ...: OVERRIDES = the FLAG VALUE pairs whose VALUE is set (the
+# pipeline's options, placed after the recipe's flags: argparse keeps the last).
+# shellcheck disable=SC2034  # OVERRIDES is the caller's
+set_overrides() {
+  OVERRIDES=()
+  while (($#)); do
+    [[ -n $2 ]] && OVERRIDES+=("$1" "$2")
+    shift 2
+  done
+}
 # recipe_value NAME GROUP.FIELD: one value of the recipe NAME.
 recipe_value() { "$PY" "$USER_DIR/recipes.py" value "$1" "$2" || exit 2; }
 
