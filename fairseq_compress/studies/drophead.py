@@ -45,7 +45,7 @@ from omegaconf import MISSING
 
 from .fairseq_log import records
 from .stages import ROOT, in_parallel, number, run, run_once, write_csv
-from .study_config import Recipe, load_task_config, mean_and_spread
+from .study_config import Recipe, load_task_config, mean_and_spread, recipe_flags
 
 TASKS = ("mt", "cls")
 SCHEDULES = ("v", "constant")  # --drophead-schedule's choices
@@ -59,7 +59,7 @@ class MT:
     vocab_size: int = 2000
     max_update: int = 1000
     validate_every: int = 50
-    recipe: Recipe = field(default_factory=lambda: Recipe(lr=0.002, warmup=100, max_tokens=1024))
+    recipe: Recipe = field(default_factory=Recipe)  # over the translation recipe's; unset: its values
 
 
 @dataclass
@@ -240,8 +240,7 @@ def train_and_score(config: StudyConfig, data: Path, save: Path, seed: int, flag
     """One translation run into `save` (train_mt.sh reuses a finished one), then valid.json and bleu.json."""
     mt = config.mt
     run(["bash", ROOT / "scripts/train_mt.sh", data, save, "--arch", mt.arch, "--max-update", mt.max_update,
-         "--seed", seed, "--lr", number(mt.recipe.lr), "--max-tokens", mt.recipe.max_tokens,
-         "--warmup", mt.recipe.warmup, "--", "--validate-interval-updates", mt.validate_every,
+         "--seed", seed, *recipe_flags(mt.recipe), "--", "--validate-interval-updates", mt.validate_every,
          "--save-interval-updates", mt.validate_every, *flags])
     valid_once(save)
     run_once(save / "bleu.json", ["bash", ROOT / "scripts/eval_bleu.sh", save / "checkpoint_best.pt", data, "--json"])

@@ -34,7 +34,7 @@ from omegaconf import MISSING
 
 from . import summarize_runs
 from .stages import ROOT, in_parallel, run, run_once
-from .study_config import Recipe, check_translation_study, load_config, study_paths
+from .study_config import Recipe, check_translation_study, load_config, recipe_flags, study_paths
 
 MODELS = ("checkpoint_last", "ipq", "ipq_distill", "int8")  # the files scored, fp32 first
 METRICS = ("bleu_fp32", "bleu_ipq", "ipq_drop", "bleu_ipq_distill", "ipq_distill_drop", "bleu_int8",
@@ -74,7 +74,7 @@ class StudyConfig:
     seeds: List[int] = field(default_factory=lambda: [1, 2])
     arch: str = "transformer_l3_h256"
     max_update: int = 1600
-    recipe: Recipe = field(default_factory=lambda: Recipe(warmup=100))
+    recipe: Recipe = field(default_factory=Recipe)  # over the translation recipe's; unset: its values
     qn: str = QN
     noise: Dict[str, str] = field(default_factory=default_noise)
     configs: List[str] = field(default_factory=lambda: ["none", "pq0.1", "pq0.2", "scalar0.5"])
@@ -97,10 +97,8 @@ def check_config(config: StudyConfig) -> None:
 
 def train(config: StudyConfig, data: Path, save: Path, seed: int, flags: List[str]) -> Path:
     """scripts/train_mt.sh with the study's recipe and one noise configuration (it reuses a finished run)."""
-    recipe = config.recipe
     run(["bash", ROOT / "scripts/train_mt.sh", data, save, "--arch", config.arch, "--max-update", config.max_update,
-         "--seed", seed, "--lr", recipe.lr, "--warmup", recipe.warmup, "--max-tokens", recipe.max_tokens,
-         "--", *flags])
+         "--seed", seed, *recipe_flags(config.recipe), "--", *flags])
     return save / "checkpoint_last.pt"
 
 

@@ -50,13 +50,13 @@ USER_DIR = ROOT / "fairseq_compress"
 @dataclass
 class Models:
     """Stage 1, and its training recipe: the options of scripts/train_mt.sh (mt) or finetune_cls.sh
-    (cls) that the study passes; null: not passed."""
+    (cls) that the study passes over the pipeline's recipe (fairseq_compress/config/); null: not passed."""
     arch: str = "transformer_l3_h256"
     small_arch: str = "transformer_l2_h128"  # trained as long: mt as many minutes, cls as many pretraining minutes
     updates: int = 700
-    lr: float = 0.002
-    warmup: Optional[int] = 100  # train_mt.sh only (finetune_cls.sh warms up 6 % of its updates)
-    max_tokens: Optional[int] = 1024  # train_mt.sh only
+    lr: Optional[float] = None
+    warmup: Optional[int] = None  # train_mt.sh only (finetune_cls.sh warms up 6 % of its updates)
+    max_tokens: Optional[int] = None  # train_mt.sh only
     batch_size: Optional[int] = None  # finetune_cls.sh only
     drophead_p: List[float] = field(default_factory=lambda: [0.1, 0.2])  # a model per p, beside the one without
     drophead_schedule: str = "v"
@@ -67,9 +67,9 @@ class Finetune:
     """Every fine-tune of stages 2 and 3, and its recipe (the same pipeline options as Models')."""
     updates: int = 150  # stage 2's; the masks reach their sparsity at half of it
     head_updates: int = 100  # stage 3's
-    lr: float = 0.0005
-    warmup: Optional[int] = 1
-    max_tokens: Optional[int] = 1024
+    lr: Optional[float] = None
+    warmup: Optional[int] = None
+    max_tokens: Optional[int] = None
     batch_size: Optional[int] = None
 
 
@@ -152,9 +152,9 @@ def check_config(config: StudyConfig) -> None:
         sys.exit("error: task cls needs a pretrain block (configs/structured_cls.yaml)")
     for name, recipe in (("models", config.models), ("finetune", config.finetune)):
         for key in ("warmup", "max_tokens", "batch_size"):
-            wanted = (key != "batch_size") == mt  # train_mt.sh takes --warmup and --max-tokens, finetune_cls.sh --batch-size
-            if (getattr(recipe, key) is not None) != wanted:
-                sys.exit(f"error: {name}.{key} must be {'a number' if wanted else 'null'} for task {config.task} "
+            takes = (key != "batch_size") == mt  # train_mt.sh takes --warmup and --max-tokens, finetune_cls.sh --batch-size
+            if getattr(recipe, key) is not None and not takes:
+                sys.exit(f"error: {name}.{key} must be null for task {config.task} "
                          f"(train_mt.sh takes warmup and max_tokens, finetune_cls.sh batch_size)")
     check_archs(config)
     if not all(0 < p < 1 for p in config.models.drophead_p) or not all(0 < k < 1 for k in config.heads_keep):
