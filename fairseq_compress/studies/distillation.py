@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from omegaconf import MISSING
 
 from ..compress.size import deployed_bytes
-from .study_config import (RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, recipe_flags,
-                           study_paths)
+from .study_config import (RESTORE, Recipe, TranslationStudyConfig, check_translation_study, load_config,
+                           mean_and_spread, recipe_flags, study_paths)
 from .stages import ROOT, in_parallel, make_once, run, write_csv
 from .translation_race import race
 
@@ -71,13 +70,7 @@ class Race:
 
 
 @dataclass
-class StudyConfig:
-    data: str = MISSING
-    out: str = MISSING
-    csv: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2])
-    recipe: Recipe = field(default_factory=Recipe)
+class StudyConfig(TranslationStudyConfig):
     teacher: Teacher = field(default_factory=Teacher)
     student: Student = field(default_factory=Student)
     kd: KD = field(default_factory=KD)

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-from omegaconf import MISSING
 
-from .study_config import (RESTORE, Recipe, check_translation_study, load_config, mean_and_spread, recipe_flags,
-                           study_paths)
+from .study_config import (RESTORE, TranslationStudyConfig, check_translation_study, load_config,
+                           mean_and_spread, recipe_flags, study_paths)
 from .stages import ROOT, in_parallel, run, write_csv
 from .translation_race import translate
 
@@ -56,13 +55,8 @@ class Evaluation:
 
 
 @dataclass
-class StudyConfig:
-    data: str = MISSING
-    out: str = MISSING
-    csv: str = MISSING
-    jobs: int = 2
+class StudyConfig(TranslationStudyConfig):
     seeds: List[int] = field(default_factory=lambda: [1])
-    recipe: Recipe = field(default_factory=Recipe)
     lottery: Lottery = field(default_factory=Lottery)
     eval: Evaluation = field(default_factory=Evaluation)
 

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from omegaconf import MISSING
 
 from . import summarize_runs
 from .stages import ROOT, in_parallel, run, run_once
-from .study_config import Recipe, check_translation_study, load_config, recipe_flags, study_paths
+from .study_config import TranslationStudyConfig, check_translation_study, load_config, recipe_flags, study_paths
 
 MODELS = ("checkpoint_last", "ipq", "ipq_distill", "int8")  # the files scored, fp32 first
 METRICS = ("bleu_fp32", "bleu_ipq", "ipq_drop", "bleu_ipq_distill", "ipq_distill_drop", "bleu_int8",
@@ -66,15 +65,9 @@ class Ipq:
 
 
 @dataclass
-class StudyConfig:
-    data: str = MISSING
-    out: str = MISSING
-    csv: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2])
+class StudyConfig(TranslationStudyConfig):
     arch: str = "transformer_l3_h256"
     max_update: int = 1600
-    recipe: Recipe = field(default_factory=Recipe)  # over the translation recipe's; unset: its values
     qn: str = QN
     noise: Dict[str, str] = field(default_factory=default_noise)
     configs: List[str] = field(default_factory=lambda: ["none", "pq0.1", "pq0.2", "scalar0.5"])

@@ -5,11 +5,11 @@ import argparse
 import os
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Type
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -23,6 +23,18 @@ class Recipe:
     lr: Optional[float] = None
     warmup: Optional[int] = None
     max_tokens: Optional[int] = None
+
+
+@dataclass
+class TranslationStudyConfig:
+    """What every translation study's config holds: its data-bin, its work folder, its CSV, the runs at
+    a time (one core each), the seeds, and its overrides of the translation recipe."""
+    data: str = MISSING
+    out: str = MISSING
+    csv: str = MISSING
+    jobs: int = 2
+    seeds: List[int] = field(default_factory=lambda: [1, 2])
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 def recipe_flags(recipe: Recipe) -> List[str]:
