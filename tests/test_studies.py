@@ -3,11 +3,13 @@ data, the study program in the test process: every stage runs with the study's o
 the CSV has the rows and columns the study promises. A rerun reuses every finished stage: it touches
 no file of the study's folder."""
 import csv
+import gzip
+import json
 
 import pytest
 
-from conftest import ROOT, file_times
-from fairseq_compress.studies import distillation, lottery
+from conftest import ROOT, TRAIN_MLM, file_times, run
+from fairseq_compress.studies import cls_regime, distillation, lottery
 
 CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
@@ -93,3 +95,66 @@ def test_lottery_comparison_interpolates_in_log_weights():
     assert at_remaining(points, 1000) == 20.0 and at_remaining(points, 10) == 4.0
     assert at_remaining(points, 316) == pytest.approx(10 + 10 * 0.5, abs=0.01)  # halfway in log between 100 and 1000
     assert at_remaining(points, 5) is None and at_remaining(points, 2000) is None  # no extrapolation
+
+
+def cls_regime_args(mlm_data, tmp_path):
+    """The smoke config's inputs: the cls slice, its TSVs gzipped (Naive Bayes reads .tsv.gz) and a masked LM
+    pretrained for 2 updates."""
+    en_bin, cls_bin = mlm_data
+    raw = tmp_path / "raw_cls"
+    raw.mkdir()
+    for split in ("train", "dev", "test"):
+        (raw / f"{split}.tsv.gz").write_bytes(gzip.compress((en_bin.parent / "cls" / f"{split}.tsv").read_bytes()))
+    pretrained = tmp_path / "mlm"
+    run(["fairseq-train", en_bin, *TRAIN_MLM, "--task", "masked_lm", "--criterion", "masked_lm", "--arch",
+         "roberta_l2_h128", "--tokens-per-sample", "128", "--max-tokens", "1024", "--max-update", "2",
+         "--save-dir", pretrained])
+    return ["--config", CONFIGS / "cls_regime_smoke.yaml", f"cls={cls_bin}", f"raw_cls={raw}",
+            f"out={tmp_path / 'study'}", f"csv={tmp_path / 'regime.csv'}", f"curves={tmp_path / 'curves.csv'}",
+            f"starts.mlm.checkpoint={pretrained / 'checkpoint_last.pt'}"]
+
+
+def test_cls_regime_study_smoke(mlm_data, study, tmp_path):
+    args = cls_regime_args(mlm_data, tmp_path)
+    printed = study.run(cls_regime, args)
+    out = tmp_path / "study"
+    regime = json.loads((out / "regime.json").read_text())
+    assert regime["lr"] in (0.0001, 0.001) and regime["batch_size"] == 64 and 1 <= regime["updates"] <= 13
+    with open(tmp_path / "curves.csv") as f:
+        curves = list(csv.DictReader(f))
+    assert list(curves[0]) == ["start", "lr", "batch_size", "num_updates", "dev_accuracy"]
+    runs = {(c["start"], c["lr"]) for c in curves}
+    assert runs == {(s, lr) for s in ("scratch", "mlm") for lr in ("0.0001", "0.001")}
+    assert all(sum((c["start"], c["lr"]) == r for c in curves) >= 2 for r in runs)  # a curve, not one point
+    # the regime is where every searched start's curve reaches its plateau, at the chosen lr
+    chosen = [c for c in curves if float(c["lr"]) == regime["lr"]]
+    for start in ("scratch", "mlm"):
+        curve = [(int(c["num_updates"]), float(c["dev_accuracy"])) for c in chosen if c["start"] == start]
+        assert cls_regime.plateau(curve, 0.5) <= regime["updates"]
+    with open(tmp_path / "regime.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["config"], r["seed"]) for r in rows] == [("scratch", "1"), ("mlm", "1")]
+    assert all(0 <= float(r["accuracy"]) <= 100 for r in rows) and (tmp_path / "curves.png").stat().st_size > 10_000
+    assert "Naive Bayes dev accuracy" in printed
+    # the regime reached the measured fine-tunings, the pretrained one from its checkpoint
+    mlm = (out / "measure/mlm/seed1/.train_command").read_text()
+    assert f"--max-update {regime['updates']} " in mlm and "--batch-size 64" in mlm and "--restore-file" in mlm
+    assert "--restore-file" not in (out / "measure/scratch/seed1/.train_command").read_text()
+
+    (tmp_path / "regime.csv").unlink()
+    before = file_times(out)
+    study.run(cls_regime, args)  # every stage reused: nothing fine-tunes again
+    assert (tmp_path / "regime.csv").exists() and file_times(out) == before
+
+
+def test_cls_regime_study_bad_input(mlm_data, study, tmp_path):
+    args = cls_regime_args(mlm_data, tmp_path)
+    bad = [(["measure=[electra]"], ["start 'electra' is not one of starts (scratch, mlm)"]),
+           ([f"starts.mlm.checkpoint={tmp_path / 'none.pt'}"], ["starts.mlm.checkpoint: no such checkpoint"]),
+           ([f"raw_cls={tmp_path}"], ["raw_cls=", "must hold train.tsv.gz"]),
+           (["search.lrs=[]"], ["search.lrs, search.batch_sizes, search.starts, measure and seeds must not be empty"]),
+           (["search.epochs=0"], ["search.epochs, search.validations_per_epoch, jobs and every batch size must be >= 1"]),
+           ([f"cls={tmp_path}"], ["is not a task of scripts/prepare_glue.sh"])]
+    for overrides, fragments in bad:
+        study.error(cls_regime, args + overrides, *fragments)
+    assert not (tmp_path / "study").exists()

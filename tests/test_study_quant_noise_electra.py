@@ -6,18 +6,18 @@ import sys
 
 import pytest
 
-from conftest import ROOT, one_line_error, run
+from conftest import ROOT, file_times, one_line_error, run
+from fairseq_compress.studies import electra_vs_mlm, quant_noise
 
 
 QUANT_NOISE = [sys.executable, "-m", "fairseq_compress.studies.quant_noise"]
 QUANT_NOISE_SMOKE = ROOT / "fairseq_compress/studies/configs/quant_noise_smoke.yaml"
 
 
-def test_quant_noise_study_smoke(word_mt, tmp_path):
+def test_quant_noise_study_smoke(word_mt, study, tmp_path):
     data, _ = word_mt
-    study = QUANT_NOISE + ["--config", QUANT_NOISE_SMOKE, f"data={data}", f"out={tmp_path / 'study'}",
-                           f"csv={tmp_path / 'qn.csv'}"]
-    printed = run(study).stdout
+    args = ["--config", QUANT_NOISE_SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"csv={tmp_path / 'qn.csv'}"]
+    printed = study.run(quant_noise, args)
     with open(tmp_path / "qn.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["config", "seed", "bleu_fp32", "bleu_ipq", "ipq_drop", "bleu_ipq_distill",
@@ -35,8 +35,9 @@ def test_quant_noise_study_smoke(word_mt, tmp_path):
         assert json.loads((tmp_path / f"study/pq0.1/seed1/bleu.{name}.json").read_text())["bleu"] >= 0
 
     (tmp_path / "qn.csv").unlink()
-    rerun = run(study)  # every stage reused: nothing trains, compresses or translates again
-    assert (tmp_path / "qn.csv").exists() and "training ->" not in rerun.stderr
+    before = file_times(tmp_path / "study")
+    study.run(quant_noise, args)  # every stage reused: nothing trains, compresses or translates again
+    assert (tmp_path / "qn.csv").exists() and file_times(tmp_path / "study") == before
 
 
 def test_quant_noise_study_bad_input(word_mt, tmp_path):
@@ -90,9 +91,9 @@ def electra_vs_mlm_paths(mlm_data, tmp_path):
             f"csv={tmp_path / 'runs.csv'}", f"curves={tmp_path / 'curves.csv'}"]
 
 
-def test_electra_vs_mlm_study_smoke(mlm_data, tmp_path):
-    study = ELECTRA_VS_MLM + ["--config", ELECTRA_VS_MLM_SMOKE, *electra_vs_mlm_paths(mlm_data, tmp_path)]
-    printed = run(study).stdout
+def test_electra_vs_mlm_study_smoke(mlm_data, study, tmp_path):
+    args = ["--config", ELECTRA_VS_MLM_SMOKE, *electra_vs_mlm_paths(mlm_data, tmp_path)]
+    printed = study.run(electra_vs_mlm, args)
     with open(tmp_path / "runs.csv") as f:
         rows = list(csv.DictReader(f))
     electra, mlm, scratch = "ELECTRA (electra_tiny, 2 layers)", "MLM (roberta_l2_h128)", "no pretraining (roberta_l2_h128)"
@@ -116,8 +117,9 @@ def test_electra_vs_mlm_study_smoke(mlm_data, tmp_path):
     assert "--restore-file" not in (out / "scratch/seed1/.train_command").read_text()
 
     (tmp_path / "runs.csv").unlink()
-    rerun = run(study)  # every stage reused: nothing prepares, pretrains or fine-tunes again
-    assert (tmp_path / "runs.csv").exists() and "training ->" not in rerun.stderr
+    before = file_times(out)
+    study.run(electra_vs_mlm, args)  # every stage reused: nothing prepares, pretrains or fine-tunes again
+    assert (tmp_path / "runs.csv").exists() and file_times(out) == before
 
 
 def test_electra_vs_mlm_study_bad_input(mlm_data, tmp_path):

@@ -36,7 +36,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY
 from omegaconf import MISSING
 
 from . import summarize_runs, train_stats
-from .stages import ROOT, in_parallel, run
+from .stages import ROOT, in_parallel, run, write_text_once
 from .study_config import load_config
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")  # the curves' metrics of each run
@@ -221,9 +221,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     curves = Path(config.curves)
     write_curves(out / "electra/pretrain/train.log", out / "mlm/pretrain/train.log", curves, curves.with_suffix(".png"))
     for name in models:
-        (out / name / "group.json").write_text(json.dumps(pretraining_columns(out / name / "pretrain/train.log")) + "\n")
+        write_text_once(out / name / "group.json", json.dumps(pretraining_columns(out / name / "pretrain/train.log")) + "\n")
     (out / "scratch").mkdir(exist_ok=True)
-    (out / "scratch/group.json").write_text('{"pretraining updates": 0, "tokens/s": "-"}\n')
+    write_text_once(out / "scratch/group.json", '{"pretraining updates": 0, "tokens/s": "-"}\n')
 
     # 5. the fine-tunings on cls: the pretrained models seed by seed, then the baseline
     stages = [lambda n=name, s=seed: finetune(config, cls, out / n / f"seed{s}", n, s, out / n / "pretrain/checkpoint_last.pt")

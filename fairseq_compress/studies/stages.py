@@ -48,6 +48,12 @@ def run_once(out: Path, cmd: Sequence) -> None:
     tmp.replace(out)
 
 
+def write_text_once(path: Path, text: str) -> None:
+    """`text` into `path` unless it already holds it: a rerun leaves a finished stage's files untouched."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def make_once(out: Path, cmd: Sequence) -> None:
     """Run cmd, which writes the file `out`, unless `out` exists."""
     if not out.exists():
