@@ -151,22 +151,29 @@ def plateau(curve: List[Tuple[int, float]], tolerance: float) -> int:
     return next(updates for updates, accuracy in curve if accuracy >= best - tolerance)
 
 
-def choose_regime(config: StudyConfig, out: Path) -> Regime:
+Curves = Dict[Tuple[str, float, int], List[Tuple[int, float]]]  # (start, lr, batch): its dev curve
+
+
+def search_curves(config: StudyConfig, out: Path) -> Curves:
+    """The dev curve of every search run."""
+    return {(s, lr, b): dev_curve(search_dir(out, s, lr, b))
+            for s in config.search.starts for lr in config.search.lrs for b in config.search.batch_sizes}
+
+
+def choose_regime(config: StudyConfig, runs: Curves) -> Regime:
     """The searched lr and batch of the highest mean best dev accuracy over the searched starts, for the
     updates that bring every one of them to its plateau."""
     def curves(lr, batch):
-        return [dev_curve(search_dir(out, start, lr, batch)) for start in config.search.starts]
+        return [runs[start, lr, batch] for start in config.search.starts]
 
     lr, batch = max(((lr, batch) for lr in config.search.lrs for batch in config.search.batch_sizes),
                     key=lambda g: sum(max(a for _, a in c) for c in curves(*g)) / len(config.search.starts))
     return Regime(lr, batch, max(plateau(c, config.tolerance) for c in curves(lr, batch)))
 
 
-def write_curves(config: StudyConfig, out: Path, naive_bayes: float, regime: Regime) -> None:
+def write_curves(config: StudyConfig, runs: Curves, naive_bayes: float, regime: Regime) -> None:
     """Every search run's dev accuracy (CSV: start, lr, batch, updates, dev accuracy) and the plot: one
     panel per start, one line per lr and batch, the Naive Bayes line and the chosen regime's updates."""
-    runs = {(s, lr, b): dev_curve(search_dir(out, s, lr, b))
-            for s in config.search.starts for lr in config.search.lrs for b in config.search.batch_sizes}
     with open(config.curves, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["start", "lr", "batch_size", "num_updates", "dev_accuracy"])
@@ -206,18 +213,19 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     # 2. the search: every start, lr and batch for search.epochs epochs, with their dev curves
     examples = train_examples(Path(config.cls))
-    runs = []
+    trainings = []
     for start in search.starts:
         for lr in search.lrs:
             for batch in search.batch_sizes:
                 per_epoch = math.ceil(examples / batch)
                 every = max(1, per_epoch // search.validations_per_epoch)
-                runs.append(lambda s=start, lr=lr, b=batch, n=per_epoch * search.epochs, v=every:
-                            finetune(config, search_dir(out, s, lr, b), s, lr, b, n, search.seed, v))
-    in_parallel(runs, config.jobs)
+                trainings.append(lambda s=start, lr=lr, b=batch, n=per_epoch * search.epochs, v=every:
+                                 finetune(config, search_dir(out, s, lr, b), s, lr, b, n, search.seed, v))
+    in_parallel(trainings, config.jobs)
 
     # 3. the regime: lr, batch and updates
-    regime = choose_regime(config, out)
+    runs = search_curves(config, out)
+    regime = choose_regime(config, runs)
     write_text_once(out / "regime.json", json.dumps(regime.__dict__) + "\n")
     print(f"[cls_regime] regime: lr {number(regime.lr)}, batch {regime.batch_size}, {regime.updates} updates "
           f"({regime.updates * regime.batch_size / examples:.1f} epochs); Naive Bayes dev {naive_bayes:.2f}",
@@ -229,7 +237,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                  for seed in config.seeds for start in config.measure], config.jobs)
 
     # 5. the curves and their plot, the CSV and the table
-    write_curves(config, out, naive_bayes, regime)
+    write_curves(config, runs, naive_bayes, regime)
     print(f"cls fine-tuning at lr {number(regime.lr)}, batch {regime.batch_size}, {regime.updates} updates "
           f"(Naive Bayes dev accuracy: {naive_bayes:.2f}):")
     sys.stdout.flush()
