@@ -42,7 +42,7 @@ from .structured_race import precision_args, race_once
 from .structured_results import FAMILIES, TASKS, Contender, family, write_results
 from .study_config import RESTORE, load_task_config, study_paths
 from .fairseq_log import records
-from .train_stats import seconds_per_update
+from .train_stats import seconds_per_update, wall_per_update
 
 USER_DIR = ROOT / "fairseq_compress"
 
@@ -220,8 +220,8 @@ def training_seconds_per_update(log: str) -> Optional[float]:
     a run shorter than two intervals: its epochs' train_wall over its updates, start-up included."""
     rate = seconds_per_update(log)
     epochs = records(log, "train")
-    if rate is None and epochs and epochs[-1].get("num_updates"):  # whole seconds: 0 is under 1 s (see seconds_per_update)
-        rate = max(sum(epoch["train_wall"] for epoch in epochs), 1) / epochs[-1]["num_updates"]
+    if rate is None and epochs and epochs[-1].get("num_updates"):
+        rate = wall_per_update([epoch["train_wall"] for epoch in epochs], epochs[-1]["num_updates"])
     return rate
 
 

@@ -29,9 +29,14 @@ def seconds_per_update(log_text: str) -> Optional[float]:
     if len(points) < 2:
         return None
     first, last = points[0], points[-1]
-    # train_wall is each logging interval's own training time in whole seconds; the first holds the start-up.
-    # Intervals that all print 0 s took under a second together: 1 s is the rate's bound, not 0 (a budget divides by it).
-    return max(sum(p["train_wall"] for p in points[1:]), 1) / (last["num_updates"] - first["num_updates"])
+    # train_wall is each logging interval's own training time; the first holds the start-up
+    return wall_per_update([p["train_wall"] for p in points[1:]], last["num_updates"] - first["num_updates"])
+
+
+def wall_per_update(train_walls: List[float], updates: int) -> float:
+    """Seconds per update from fairseq's train_wall values, which it prints in whole seconds: records that all
+    print 0 took under a second together, so 1 s bounds their time, not 0 (a budget divides by the rate)."""
+    return max(sum(train_walls), 1) / updates
 
 
 def pretraining_columns(stats: Stats) -> dict:
