@@ -38,7 +38,7 @@ from omegaconf import MISSING
 
 from . import summarize_runs
 from .fairseq_log import records
-from .stages import ROOT, in_parallel, number, run, write_text_once
+from .stages import ROOT, finetune_cls, in_parallel, number, write_text_once
 from .study_config import load_config
 
 
@@ -126,14 +126,12 @@ def train_examples(cls: Path) -> int:
 
 def finetune(config: StudyConfig, save: Path, start: str, lr: float, batch: int, updates: int, seed: int,
              validate_every: Optional[int] = None) -> None:
-    """scripts/finetune_cls.sh (it reuses a finished run): test and dev accuracy into save/accuracy.json."""
+    """One fine-tuning of a start with an lr and batch, validated (and saved) every `validate_every` updates."""
     model = config.starts[start]
-    pretrained = ["--pretrained", model.checkpoint] if model.checkpoint else []
     validation = ["--validate-interval-updates", validate_every, "--save-interval-updates", validate_every] \
         if validate_every else []
-    run(["bash", ROOT / "scripts/finetune_cls.sh", config.cls, save, "--arch", model.arch, *pretrained,
-         "--lr", number(lr), "--batch-size", batch, "--max-update", updates, "--seed", seed, "--",
-         *model.extra, *validation])
+    finetune_cls(config.cls, save, model.arch, updates, seed, model.checkpoint,
+                 ["--lr", number(lr), "--batch-size", batch], [*model.extra, *validation])
 
 
 def search_dir(out: Path, start: str, lr: float, batch: int) -> Path:

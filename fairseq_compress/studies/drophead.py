@@ -44,7 +44,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY, FairseqEncoderDecoderModel
 from omegaconf import MISSING
 
 from .fairseq_log import records
-from .stages import ROOT, in_parallel, number, run, run_once, write_csv
+from .stages import ROOT, finetune_cls, in_parallel, number, run, run_once, write_csv
 from .study_config import Recipe, load_task_config, mean_and_spread, recipe_flags
 
 TASKS = ("mt", "cls")
@@ -249,12 +249,10 @@ def train_and_score(config: StudyConfig, data: Path, save: Path, seed: int, flag
 
 
 def finetune(config: StudyConfig, data: Path, pretrained: Path, save: Path, seed: int, flags: tuple) -> None:
-    """One fine-tuning into `save` and its accuracy.json (finetune_cls.sh reuses both once finished)."""
+    """One fine-tuning into `save` with the study's cls recipe and a config's DropHead flags."""
     cls = config.cls
-    run(["bash", ROOT / "scripts/finetune_cls.sh", data, save, "--arch", cls.arch, "--pretrained", pretrained,
-         "--max-update", cls.max_update, "--lr", number(cls.lr), "--batch-size", cls.batch_size, "--seed", seed,
-         "--", *flags])
-    print(f"[drophead] {save}: {(save / 'accuracy.json').read_text().strip()}", file=sys.stderr)
+    finetune_cls(data, save, cls.arch, cls.max_update, seed, pretrained,
+                 ["--lr", number(cls.lr), "--batch-size", cls.batch_size], flags)
 
 
 def group_rows(groups: Dict[str, Path], seeds: List[int], metrics: List[str], files: List[str]) -> List[dict]:

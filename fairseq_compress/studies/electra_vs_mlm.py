@@ -36,7 +36,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY
 from omegaconf import MISSING
 
 from . import summarize_runs, train_stats
-from .stages import ROOT, in_parallel, run, write_text_once
+from .stages import ROOT, finetune_cls, in_parallel, run, write_text_once
 from .study_config import load_config
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")  # the curves' metrics of each run
@@ -129,13 +129,10 @@ def updates_in_budget(config: StudyConfig, calibration_log: Path) -> int:
 
 
 def finetune(config: StudyConfig, cls: Path, save: Path, name: str, seed: int, pretrained: Optional[Path]) -> None:
-    """scripts/finetune_cls.sh (test and dev accuracy into save/accuracy.json), on one core."""
+    """One fine-tuning on one core: ELECTRA's discriminator at the study's depth, or the masked LM's shape."""
     arch = config.electra.arch if name == "electra" else config.mlm.arch
     depth = ["--encoder-layers", config.layers] if name == "electra" else []
-    run(["bash", ROOT / "scripts/finetune_cls.sh", cls, save, "--arch", arch,
-         *(["--pretrained", pretrained] if pretrained else []), "--max-update", config.finetune.updates,
-         "--seed", seed, "--", *depth])
-    print(f"{name} seed {seed}: {(save / 'accuracy.json').read_text().strip()}", file=sys.stderr)
+    finetune_cls(cls, save, arch, config.finetune.updates, seed, pretrained, extra=depth)
 
 
 def pretraining_columns(log: Path) -> dict:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the studies run its scripts/
 
@@ -36,6 +36,17 @@ def run(cmd: Sequence, stdout=subprocess.DEVNULL) -> None:
         step = Path(str(cmd[1] if cmd[0] in ("bash", sys.executable) else cmd[0])).name
         last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
         sys.exit(f"error: {step} failed: {last[0]}")
+
+
+def finetune_cls(data: Path, save: Path, arch: str, updates: int, seed: int, pretrained: Optional[Path] = None,
+                 options: Sequence = (), extra: Sequence = ()) -> None:
+    """scripts/finetune_cls.sh into `save` (it reuses a finished run and its score), logged with its
+    accuracy.json: test and dev accuracy of the checkpoint best on dev. `options`: the pipeline's own flags
+    (--lr, --batch-size) over its recipe, fairseq_compress/config/cls_finetune.yaml; `extra`: fairseq-train's."""
+    run(["bash", ROOT / "scripts/finetune_cls.sh", data, save, "--arch", arch,
+         *(["--pretrained", pretrained] if pretrained else []), "--max-update", updates, "--seed", seed,
+         *options, "--", *extra])
+    print(f"{save}: {(Path(save) / 'accuracy.json').read_text().strip()}", file=sys.stderr)
 
 
 def run_once(out: Path, cmd: Sequence) -> None:

@@ -37,7 +37,7 @@ from typing import List, Optional, Sequence
 
 from omegaconf import MISSING
 
-from .stages import ROOT, in_parallel, number, run, run_once, tool_env
+from .stages import ROOT, finetune_cls, in_parallel, number, run, run_once, tool_env
 from .structured_race import precision_args, race_once
 from .structured_results import FAMILIES, TASKS, Contender, family, write_results
 from .study_config import RESTORE, load_task_config, study_paths
@@ -342,10 +342,8 @@ class Classification:
 
     def train(self, save: Path, arch: str, start: Path, updates: int, seed: int, extra: Sequence = (),
               recipe=None) -> None:
-        """finetune_cls.sh (it scores its best checkpoint into SAVE/accuracy.json, logged here)."""
-        run(["bash", ROOT / "scripts/finetune_cls.sh", self.data, save, "--arch", arch, "--pretrained", start,
-             "--max-update", updates, "--seed", seed, *recipe_args(recipe or self.config.models), "--", *extra])
-        print(f"{save}: {(save / 'accuracy.json').read_text().strip()}", file=sys.stderr)
+        """One fine-tuning with a recipe (the models' unless given)."""
+        finetune_cls(self.data, save, arch, updates, seed, start, recipe_args(recipe or self.config.models), extra)
 
     def train_model(self, save: Path, seed: int, drophead: Sequence[str]) -> None:
         """The large masked LM fine-tuned with the models' recipe and a config's DropHead flags."""
