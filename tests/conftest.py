@@ -225,32 +225,35 @@ class StudyRunner:
     """A study program run inside the test process (its main(), no interpreter start-up), its steps
     started as the tests start commands: the served fairseq tools first on PATH."""
 
-    def __init__(self, capsys):
-        self.capsys = capsys
+    def __init__(self, capfd):
+        self.capfd = capfd  # the file descriptors: what its steps print too, as a user sees it
 
     def run(self, module, args) -> str:
-        """The study's printed output."""
+        """The study's printed output (its stderr in self.stderr)."""
         module.main([str(a) for a in args])
-        return self.capsys.readouterr().out
+        printed = self.capfd.readouterr()
+        self.stderr = printed.err
+        return printed.out
 
     def error(self, module, args, *fragments) -> str:
         """The study stopped with one error line (sys.exit's, or argparse's on stderr) holding every fragment."""
         with pytest.raises(SystemExit) as exited:
             module.main([str(a) for a in args])
         code = exited.value.code
-        message = code if isinstance(code, str) else self.capsys.readouterr().err.strip().splitlines()[-1]
+        message = code if isinstance(code, str) else self.capfd.readouterr().err.strip().splitlines()[-1]
         assert "\n" not in message and re.match(r"^([\w.-]+( [\w-]+)?: )?error: ", message), message
         assert all(f in message for f in fragments), message
         return message
 
 
 @pytest.fixture
-def study(monkeypatch, capsys):
+def study(monkeypatch, capfd):
     for key, value in command_env().items():
         monkeypatch.setenv(key, value)
-    return StudyRunner(capsys)
+    return StudyRunner(capfd)
 
 
 def file_times(folder):
-    """{path: modification time} of every file under `folder`: a rerun that reuses every stage leaves it equal."""
-    return {path: path.stat().st_mtime_ns for path in Path(folder).rglob("*") if path.is_file()}
+    """{path: (modification time, size)} of every file under `folder`: a rerun that reuses every stage leaves it
+    equal."""
+    return {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in Path(folder).rglob("*") if path.is_file()}

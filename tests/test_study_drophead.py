@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from conftest import RAW, ROOT, head_lines, one_line_error, run, write_parallel
+from conftest import RAW, ROOT, file_times, head_lines, one_line_error, run, write_parallel
+from fairseq_compress.studies import drophead
 
 
-DROPHEAD = [sys.executable, "-m", "fairseq_compress.studies.drophead"]
 DROPHEAD_CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
 
@@ -26,16 +26,11 @@ def drophead_raw(raw, task):
     return [f"cls.mlm_data={raw.parent / 'en-bin'}"]
 
 
-def files_under(directory):
-    return {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in directory.rglob("*") if path.is_file()}
-
-
 @pytest.mark.parametrize("task", ["mt", "cls"])
-def test_drophead_study_smoke(task, tmp_path):
-    study = DROPHEAD + ["--config", DROPHEAD_CONFIGS / f"drophead_{task}_smoke.yaml", f"raw={tmp_path / 'raw'}",
-                        f"out={tmp_path / 'study'}", f"csv={tmp_path / 'dh.csv'}",
-                        *drophead_raw(tmp_path / "raw", task)]
-    printed = run(study).stdout
+def test_drophead_study_smoke(task, study, tmp_path):
+    args = ["--config", DROPHEAD_CONFIGS / f"drophead_{task}_smoke.yaml", f"raw={tmp_path / 'raw'}",
+            f"out={tmp_path / 'study'}", f"csv={tmp_path / 'dh.csv'}", *drophead_raw(tmp_path / "raw", task)]
+    printed = study.run(drophead, args)
     with open(tmp_path / "dh.csv") as f:
         rows = list(csv.DictReader(f))
     metrics = ["bleu", "best_valid_loss", "best_update", "valid_loss_rise"] if task == "mt" else \
@@ -70,13 +65,14 @@ def test_drophead_study_smoke(task, tmp_path):
     else:
         assert (tmp_path / "study/pretrain/checkpoint_last.pt").is_file()
 
-    before, table = files_under(tmp_path / "study"), (tmp_path / "dh.csv").read_text()
+    before, table = file_times(tmp_path / "study"), (tmp_path / "dh.csv").read_text()
     (tmp_path / "dh.csv").unlink()
-    run(study)  # every stage reused: no file under OUT written again
-    assert files_under(tmp_path / "study") == before and (tmp_path / "dh.csv").read_text() == table
+    study.run(drophead, args)  # every stage reused: no file under OUT written again
+    assert file_times(tmp_path / "study") == before and (tmp_path / "dh.csv").read_text() == table
 
 
-def test_drophead_study_bad_input(tmp_path):
+def test_drophead_study_bad_input(study, tmp_path):
+    """Each bad value stops the study with one line before any work: on the command line once, then in-process."""
     where = [f"raw={ROOT / 'data-bin/raw'}", f"out={tmp_path / 'study'}", f"csv={tmp_path / 'x.csv'}"]
     bad = [(["dropouts=[0.1,1.5]"], ["dropouts: each must be in [0, 1), got 1.5"]),
            (["drophead_p=[0.1,1.5]"], ["drophead_p: each must be in (0, 1), got 1.5"]),
@@ -87,7 +83,9 @@ def test_drophead_study_bad_input(tmp_path):
            (["mt.arch=roberta_l2_h128"], ["mt.arch roberta_l2_h128 is not a registered mt architecture"]),
            (["task=cls", f"cls.pretrained={tmp_path / 'none.pt'}"], ["cls.pretrained: no such checkpoint", "none.pt"]),
            (["task=cls"], ["task=cls", "drophead_mt_smoke.yaml is the mt study's config"])]
-    for args, fragments in bad:
+    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.drophead", *where, *bad[0][0]], check=False),
+                   *bad[0][1])
+    for args, fragments in bad[1:]:
         config = ["--config", DROPHEAD_CONFIGS / "drophead_mt_smoke.yaml"] if args == ["task=cls"] else []
-        one_line_error(run(DROPHEAD + config + where + args, check=False), *fragments)
+        study.error(drophead, config + where + args, *fragments)
     assert not (tmp_path / "study").exists()

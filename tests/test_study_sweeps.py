@@ -7,29 +7,25 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, one_line_error, run
+from conftest import ROOT, file_times, one_line_error, run
 from fairseq_compress.checkpoint_safety import load_state
+from fairseq_compress.studies import compression_sweep, size_sweep
 
 
-SIZE_SWEEP = [sys.executable, "-m", "fairseq_compress.studies.size_sweep"]
 CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
 
-def mtimes(paths):
-    return {path: path.stat().st_mtime_ns for path in paths}
-
-
 @pytest.mark.parametrize("task", ["mt", "mlm"])
-def test_size_sweep_smoke(task, request, tmp_path):
+def test_size_sweep_smoke(task, request, study, tmp_path):
     """Each arch trained for the budget with the effective batch split in two, its curve timed; plots,
     curves and the summary beside the CSV; a rerun trains nothing."""
     data = request.getfixturevalue("word_mt")[0] if task == "mt" else request.getfixturevalue("mlm_data")[0]
     y, micro = ("bleu", 1024) if task == "mt" else ("ppl", 512)
     results, out = tmp_path / "results", tmp_path / "sweep"  # the study makes the CSV's folder
-    study = SIZE_SWEEP + ["--config", CONFIGS / f"size_sweep_{task}_smoke.yaml", f"data={data}", f"out={out}",
-                          f"csv={results / 'summary.csv'}"]
-    printed = run(study)
-    assert f"batches of {micro} x 2 tokens" in printed.stderr
+    args = ["--config", CONFIGS / f"size_sweep_{task}_smoke.yaml", f"data={data}", f"out={out}",
+            f"csv={results / 'summary.csv'}"]
+    printed = study.run(size_sweep, args)
+    assert f"batches of {micro} x 2 tokens" in study.stderr
     with open(results / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["run", "params", "train_seconds", "updates", "tokens_per_second", f"final_{y}",
@@ -37,7 +33,7 @@ def test_size_sweep_smoke(task, request, tmp_path):
     archs = [row["run"] for row in rows]  # by size: the smoke configs list the larger arch first
     assert archs == {"mt": ["transformer_e3d1_h128", "transformer_l2_h128"],
                      "mlm": ["roberta_l2_h128", "roberta_l3_h128"]}[task]
-    assert int(rows[0]["params"]) < int(rows[1]["params"]) and f"| {archs[1]} |" in printed.stdout
+    assert int(rows[0]["params"]) < int(rows[1]["params"]) and f"| {archs[1]} |" in printed
     for arch in archs:
         points = [json.loads(line) for line in (out / arch / "curve.jsonl").read_text().splitlines()]
         seconds = [p["train_seconds"] for p in points]
@@ -56,21 +52,22 @@ def test_size_sweep_smoke(task, request, tmp_path):
                                out / archs[0] / "checkpoint_best.pt"]).stdout)
         assert info == {"task": "translation", "arch": archs[0], "data": str(data)}
 
-    trained = mtimes([out / arch / name for arch in archs for name in ("train.log", "checkpoint_last.pt")])
+    trained = file_times(out)
     (results / "summary.csv").unlink()
-    run(study)  # every run reused: no log line or checkpoint written again
-    assert (results / "summary.csv").exists() and mtimes(trained) == trained
+    study.run(size_sweep, args)  # every run reused: no log line, checkpoint or curve written again
+    assert (results / "summary.csv").exists() and file_times(out) == trained
 
 
-def test_size_sweep_bad_input(word_mt, mlm_data, tmp_path):
+def test_size_sweep_bad_input(word_mt, mlm_data, study, tmp_path):
+    """Each bad value stops the study with one line before any work: on the command line once, then in-process."""
     data = word_mt[0]
     where = [f"out={tmp_path / 'out'}", f"csv={tmp_path / 'x.csv'}"]
     no_budget = tmp_path / "no_budget.yaml"  # a config that forgets a value the schema leaves MISSING
     no_budget.write_text("".join(line for line in (CONFIGS / "size_sweep_mt_smoke.yaml").open()
                                  if not line.startswith("budget_minutes:")))
-    one_line_error(run(SIZE_SWEEP + ["--config", no_budget, f"data={data}", *where], check=False),
-                   "no_budget.yaml", "budget_minutes", "Missing mandatory value")
-    mt = SIZE_SWEEP + ["--config", CONFIGS / "size_sweep_mt_smoke.yaml", *where]
+    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.size_sweep", "--config", no_budget,
+                        f"data={data}", *where], check=False), "no_budget.yaml", "budget_minutes", "Missing mandatory value")
+    mt = ["--config", CONFIGS / "size_sweep_mt_smoke.yaml", *where]
     bad = [([f"data={data}", "archs=[transformer_l5_h128]"],
             ["archs: transformer_l5_h128 is not a registered architecture"]),
            ([f"data={data}", "archs=[roberta_l3_h128]"], ["archs: roberta_l3_h128 is not a translation architecture"]),
@@ -82,24 +79,21 @@ def test_size_sweep_bad_input(word_mt, mlm_data, tmp_path):
            ([f"data={data}", "batch_tokens=many"], ["batch_tokens"]),
            ([f"data={data}", f"csv={tmp_path / 'x.txt'}"], ["csv=", "must be a .csv file"])]
     for args, fragments in bad:
-        one_line_error(run(mt + args, check=False), *fragments)
+        study.error(size_sweep, mt + args, *fragments)
     # task=mlm picks the masked-LM config, which checks its data
-    one_line_error(run(SIZE_SWEEP + [f"data={data}", "task=mlm", *where], check=False), f"data={data}", "prepare_mlm.sh")
-    mlm = SIZE_SWEEP + ["--config", CONFIGS / "size_sweep_mlm_smoke.yaml", f"data={mlm_data[0]}", *where,
-                        "archs=[transformer_l2_h128]"]
-    one_line_error(run(mlm, check=False), "archs: transformer_l2_h128 is not a masked-LM architecture")
+    study.error(size_sweep, [f"data={data}", "task=mlm", *where], f"data={data}", "prepare_mlm.sh")
+    mlm = ["--config", CONFIGS / "size_sweep_mlm_smoke.yaml", f"data={mlm_data[0]}", *where, "archs=[transformer_l2_h128]"]
+    study.error(size_sweep, mlm, "archs: transformer_l2_h128 is not a masked-LM architecture")
     assert not (tmp_path / "out").exists()
 
 
-COMPRESSION = [sys.executable, "-m", "fairseq_compress.studies.compression_sweep"]
 
-
-def test_compression_sweep_smoke(word_mt, tmp_path):
+def test_compression_sweep_smoke(word_mt, study, tmp_path):
     """The original, int4, one-shot and gradual 50 %: each evaluated, sized and in the CSV; a rerun reuses all."""
     save_dir = word_mt[1].parent
-    study = COMPRESSION + ["--config", CONFIGS / "compression_sweep_smoke.yaml", f"models=[{save_dir}]",
-                           f"out={tmp_path / 'out'}", f"csv={tmp_path / 'sweep.csv'}"]
-    run(study)
+    args = ["--config", CONFIGS / "compression_sweep_smoke.yaml", f"models=[{save_dir}]", f"out={tmp_path / 'out'}",
+            f"csv={tmp_path / 'sweep.csv'}"]
+    study.run(compression_sweep, args)
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["model", "params", "method", "sparsity", "bits", "mb", "metric", "value"]
@@ -116,22 +110,24 @@ def test_compression_sweep_smoke(word_mt, tmp_path):
     assert gradual["encoder.layers.0.fc1.weight"]["format"] == "sparse"
     assert "translation_pruning" in (work / "gradual_s0.5" / "train.log").read_text()  # the pruning task fine-tuned
 
-    made = mtimes([*work.glob("*.pt"), *work.glob("*.json"), work / "gradual_s0.5" / "train.log"])
+    made = file_times(tmp_path / "out")
     (tmp_path / "sweep.csv").unlink()
-    run(study)  # every stage reused: nothing compressed, trained or evaluated again
-    assert (tmp_path / "sweep.csv").exists() and len(made) == 13 and mtimes(made) == made
+    study.run(compression_sweep, args)  # every stage reused: nothing compressed, trained or evaluated again
+    assert (tmp_path / "sweep.csv").exists() and len([*work.glob("*.pt"), *work.glob("*.json")]) == 12
+    assert file_times(tmp_path / "out") == made
 
 
-def test_compression_sweep_bad_input(word_mt, tmp_path):
+def test_compression_sweep_bad_input(word_mt, study, tmp_path):
+    """Each bad value stops the study with one line before any work: on the command line once, then in-process."""
     save_dir = word_mt[1].parent
     twin = tmp_path / "elsewhere" / save_dir.name
     twin.mkdir(parents=True)
     (twin / "checkpoint_best.pt").symlink_to(save_dir / "checkpoint_best.pt")
-    study = COMPRESSION + ["--config", CONFIGS / "compression_sweep_smoke.yaml", f"out={tmp_path / 'out'}",
-                           f"csv={tmp_path / 'x.csv'}"]
+    where = ["--config", CONFIGS / "compression_sweep_smoke.yaml", f"out={tmp_path / 'out'}", f"csv={tmp_path / 'x.csv'}"]
     model = f"models=[{save_dir}]"
+    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.compression_sweep", *where,
+                        f"models=[{tmp_path}]"], check=False), "models:", "holds no checkpoint_best.pt")
     for args, fragments in [
-        ([f"models=[{tmp_path}]"], ["models:", "holds no checkpoint_best.pt"]),
         ([model, "sparsities=[1.5]"], ["sparsities", "(0, 1)", "1.5"]),
         ([model, "methods=[distill]"], ["methods: distill is not one of quantize, oneshot, gradual"]),
         ([model, "bits=[9]"], ["bits: 9 is not one of 2, 3, 4"]),
@@ -141,7 +137,7 @@ def test_compression_sweep_bad_input(word_mt, tmp_path):
         ([model, f"csv={tmp_path / 'x.txt'}"], ["csv=", "must be a .csv file"]),
         ([f"models=[{save_dir},{twin}]"], ["two save dirs of the same name"]),
     ]:
-        one_line_error(run(study + args, check=False), *fragments)
+        study.error(compression_sweep, where + args, *fragments)
     assert not (tmp_path / "out").exists()
 
 
