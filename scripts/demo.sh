@@ -78,16 +78,16 @@ artifacts=("dense fp32|$DENSE"
   "shrunk, CTranslate2 int8|$OUT/shrunk_ct2_int8")
 for artifact in "${artifacts[@]}"; do
   IFS='|' read -r label path <<< "$artifact"
-  "$PY" scripts/lib/results_table.py add --table "$TABLE" --artifact-name "$label" --artifact "$path" \
+  "$PY" -m fairseq_compress.studies.demo_table add --table "$TABLE" --artifact-name "$label" --artifact "$path" \
     --bleu-json "${path%.pt}.bleu.json"
 done
 
 echo
 echo "EN->FR, shipped test split: $ARCH trained $MINUTES min on $(nproc) CPU cores, then compressed and deployed:"
-"$PY" scripts/lib/results_table.py show --table "$TABLE"
+"$PY" -m fairseq_compress.studies.demo_table show --table "$TABLE"
 mkdir -p docs/results
-"$PY" scripts/lib/results_table.py csv --table "$TABLE" > docs/results/demo.csv
-"$PY" scripts/lib/results_table.py plot --table "$TABLE" --png docs/results/demo.png \
+"$PY" -m fairseq_compress.studies.demo_table csv --table "$TABLE" > docs/results/demo.csv
+"$PY" -m fairseq_compress.studies.demo_table plot --table "$TABLE" --png docs/results/demo.png \
   --title "$ARCH, $MINUTES min of training: every artifact of the demo"
 echo "(also in docs/results/demo.csv and docs/results/demo.png)"
 # A distilled student needs a teacher trained for most of an hour: it does not fit these 15 minutes.

@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv that runs the tests holds the fairseq CLIs
 USER_DIR = ROOT / "fairseq_compress"
 RAW = ROOT / "data-bin" / "raw"
-sys.path.insert(0, str(ROOT / "scripts/lib"))  # the study helpers, which tests call as modules too
 from fairseq_compress.studies.fairseq_log import records as log_records  # noqa: F401  fairseq's --log-format json records
 
 

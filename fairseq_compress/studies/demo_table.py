@@ -1,4 +1,4 @@
-"""Rows of the demo's result table, one JSON line per artifact (a fairseq checkpoint or a
+"""The demo's result table (scripts/demo.sh): rows, one JSON line per artifact (a fairseq checkpoint or a
 CTranslate2 directory): test BLEU with its signature, MB on disk, sentences/s; printed as
 markdown or CSV, and plotted (BLEU against MB and against sentences/s)."""
 import argparse
