@@ -136,6 +136,8 @@ def test_cls_regime_study_smoke(mlm_data, study, tmp_path):
     assert [(r["config"], r["seed"]) for r in rows] == [("scratch", "1"), ("mlm", "1")]
     assert all(0 <= float(r["accuracy"]) <= 100 for r in rows) and (tmp_path / "curves.png").stat().st_size > 10_000
     assert "Naive Bayes dev accuracy" in printed
+    best = max(float(c["dev_accuracy"]) for c in curves if (c["start"], c["lr"]) == ("mlm", "0.001"))
+    assert f"| mlm | 0.001 | 64 | {best:.2f} |" in printed  # the search's table
     # the regime reached the measured fine-tunings, the pretrained one from its checkpoint
     mlm = (out / "measure/mlm/seed1/.train_command").read_text()
     assert f"--max-update {regime['updates']} " in mlm and "--batch-size 64" in mlm and "--restore-file" in mlm

@@ -169,6 +169,16 @@ def choose_regime(config: StudyConfig, runs: Curves) -> Regime:
     return Regime(lr, batch, max(plateau(c, config.tolerance) for c in curves(lr, batch)))
 
 
+def search_table(runs: Curves, tolerance: float) -> str:
+    """Markdown: per search run its best dev accuracy, the updates it came at, and the first validation within
+    `tolerance` of it (where the run's plateau starts)."""
+    lines = ["| start | lr | batch | best dev accuracy | at update | within tolerance from |", "|---|---:|---:|---:|---:|---:|"]
+    for (start, lr, batch), curve in runs.items():
+        best_updates, best = max(curve, key=lambda point: point[1])
+        lines.append(f"| {start} | {number(lr)} | {batch} | {best:.2f} | {best_updates} | {plateau(curve, tolerance)} |")
+    return "\n".join(lines)
+
+
 def write_curves(config: StudyConfig, runs: Curves, naive_bayes: float, regime: Regime) -> None:
     """Every search run's dev accuracy (CSV: start, lr, batch, updates, dev accuracy) and the plot: one
     panel per start, one line per lr and batch, the Naive Bayes line and the chosen regime's updates."""
@@ -228,6 +238,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"[cls_regime] regime: lr {number(regime.lr)}, batch {regime.batch_size}, {regime.updates} updates "
           f"({regime.updates * regime.batch_size / examples:.1f} epochs); Naive Bayes dev {naive_bayes:.2f}",
           file=sys.stderr)
+    print(f"the search, one seed (tolerance {config.tolerance} points):\n{search_table(runs, config.tolerance)}\n")
+    sys.stdout.flush()
 
     # 4. every start of `measure` in that regime, every seed
     in_parallel([lambda s=start, n=seed: finetune(config, out / "measure" / s / f"seed{n}", s, regime.lr,
