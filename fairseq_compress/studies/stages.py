@@ -38,14 +38,15 @@ def run(cmd: Sequence, stdout=subprocess.DEVNULL) -> None:
         sys.exit(f"error: {step} failed: {last[0]}")
 
 
-def finetune_cls(data: Path, save: Path, arch: str, updates: int, seed: int, pretrained: Optional[Path] = None,
-                 options: Sequence = (), extra: Sequence = ()) -> None:
+def finetune_cls(data: Path, save: Path, arch: str, updates: Optional[int], seed: int,
+                 pretrained: Optional[Path] = None, options: Sequence = (), extra: Sequence = ()) -> None:
     """scripts/finetune_cls.sh into `save` (it reuses a finished run and its score), logged with its
-    accuracy.json: test and dev accuracy of the checkpoint best on dev. `options`: the pipeline's own flags
-    (--lr, --batch-size) over its recipe, fairseq_compress/config/cls_finetune.yaml; `extra`: fairseq-train's."""
+    accuracy.json: test and dev accuracy of the checkpoint best on dev. `updates` (None: the recipe's) and
+    `options`, the pipeline's own flags (--lr, --batch-size), go over its recipe,
+    fairseq_compress/config/cls_finetune.yaml; `extra`: fairseq-train's."""
     run(["bash", ROOT / "scripts/finetune_cls.sh", data, save, "--arch", arch,
-         *(["--pretrained", pretrained] if pretrained else []), "--max-update", updates, "--seed", seed,
-         *options, "--", *extra])
+         *(["--pretrained", pretrained] if pretrained else []), *(["--max-update", updates] if updates is not None else []),
+         "--seed", seed, *options, "--", *extra])
     print(f"{save}: {(Path(save) / 'accuracy.json').read_text().strip()}", file=sys.stderr)
 
 
