@@ -226,6 +226,7 @@ class StudyRunner:
 
     def __init__(self, capfd):
         self.capfd = capfd  # the file descriptors: what its steps print too, as a user sees it
+        self.stderr = ""  # of the last run
 
     def run(self, module, args) -> str:
         """The study's printed output (its stderr in self.stderr)."""
@@ -243,6 +244,10 @@ class StudyRunner:
         assert "\n" not in message and re.match(r"^([\w.-]+( [\w-]+)?: )?error: ", message), message
         assert all(f in message for f in fragments), message
         return message
+
+    def command_line_error(self, module, args, *fragments) -> str:
+        """The same check through `python -m MODULE` (once per study: the command line reaches main())."""
+        return one_line_error(run([sys.executable, "-m", module.__name__, *args], check=False), *fragments)
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """The DropHead study (translation and classification): each smoke configuration end to end on tiny data,
 the CSV's rows and columns, a rerun that trains nothing; its bad input."""
 import csv
-import sys
 
 import pytest
 
-from conftest import RAW, ROOT, file_times, head_lines, one_line_error, run, write_parallel
+from conftest import RAW, ROOT, file_times, head_lines, write_parallel
 from fairseq_compress.studies import drophead
 
 
@@ -83,8 +82,7 @@ def test_drophead_study_bad_input(study, tmp_path):
            (["mt.arch=roberta_l2_h128"], ["mt.arch roberta_l2_h128 is not a registered mt architecture"]),
            (["task=cls", f"cls.pretrained={tmp_path / 'none.pt'}"], ["cls.pretrained: no such checkpoint", "none.pt"]),
            (["task=cls"], ["task=cls", "drophead_mt_smoke.yaml is the mt study's config"])]
-    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.drophead", *where, *bad[0][0]], check=False),
-                   *bad[0][1])
+    study.command_line_error(drophead, where + bad[0][0], *bad[0][1])
     for args, fragments in bad[1:]:
         config = ["--config", DROPHEAD_CONFIGS / "drophead_mt_smoke.yaml"] if args == ["task=cls"] else []
         study.error(drophead, config + where + args, *fragments)

@@ -2,15 +2,13 @@
 rows and columns, a rerun that trains nothing; their bad input."""
 import csv
 import json
-import sys
 
 import pytest
 
-from conftest import ROOT, file_times, one_line_error, run
+from conftest import ROOT, file_times
 from fairseq_compress.studies import electra_vs_mlm, quant_noise
 
 
-QUANT_NOISE = [sys.executable, "-m", "fairseq_compress.studies.quant_noise"]
 QUANT_NOISE_SMOKE = ROOT / "fairseq_compress/studies/configs/quant_noise_smoke.yaml"
 
 
@@ -40,7 +38,8 @@ def test_quant_noise_study_smoke(word_mt, study, tmp_path):
     assert (tmp_path / "qn.csv").exists() and file_times(tmp_path / "study") == before
 
 
-def test_quant_noise_study_bad_input(word_mt, tmp_path):
+def test_quant_noise_study_bad_input(word_mt, study, tmp_path):
+    """Each bad value stops the study with one line before any work: on the command line once, then in-process."""
     data, _ = word_mt
     where = [f"data={data}", f"out={tmp_path / 'study'}"]
     bad = [([*where, f"csv={tmp_path / 'x.csv'}", "ipq.finetune_updates=0"],
@@ -48,8 +47,9 @@ def test_quant_noise_study_bad_input(word_mt, tmp_path):
            ([*where, f"csv={tmp_path / 'x.csv'}", "configs=[none,pq0.3]"], ["configs: unknown config 'pq0.3' (known: none"]),
            ([*where, f"csv={tmp_path / 'q.txt'}"], ["csv=", "q.txt must be a .csv file in an existing directory"]),
            (["data=/nope", f"out={tmp_path / 'study'}", f"csv={tmp_path / 'x.csv'}"], ["data=/nope", "prepare_mt.sh"])]
-    for args, fragments in bad:
-        one_line_error(run(QUANT_NOISE + args, check=False), *fragments)
+    study.command_line_error(quant_noise, bad[0][0], *bad[0][1])
+    for args, fragments in bad[1:]:
+        study.error(quant_noise, args, *fragments)
     assert not (tmp_path / "study").exists()
 
 
@@ -80,7 +80,6 @@ def test_quant_noise_ablation_configs_noise_the_layers_or_the_embeddings(word_mt
     assert not any("output_projection" in m or "embed_positions" in m for m in both)
 
 
-ELECTRA_VS_MLM = [sys.executable, "-m", "fairseq_compress.studies.electra_vs_mlm"]
 ELECTRA_VS_MLM_SMOKE = ROOT / "fairseq_compress/studies/configs/electra_vs_mlm_smoke.yaml"
 
 
@@ -122,7 +121,8 @@ def test_electra_vs_mlm_study_smoke(mlm_data, study, tmp_path):
     assert (tmp_path / "runs.csv").exists() and file_times(out) == before
 
 
-def test_electra_vs_mlm_study_bad_input(mlm_data, tmp_path):
+def test_electra_vs_mlm_study_bad_input(mlm_data, study, tmp_path):
+    """Each bad value stops the study with one line before any work: on the command line once, then in-process."""
     paths = electra_vs_mlm_paths(mlm_data, tmp_path)
     bad = [(["pretrain.calibration_updates=10"], ["pretrain.calibration_updates must be >= 2 x pretrain.log_interval = 50",
                                                   "got 10"]),
@@ -130,6 +130,7 @@ def test_electra_vs_mlm_study_bad_input(mlm_data, tmp_path):
            (["raw=/nope"], ["raw=/nope must hold en/"]),
            (["pretrain.minutes=0"], ["pretrain.minutes > 0"]),
            (["curves=/nope/c.csv"], ["curves=/nope/c.csv must be a .csv file in an existing directory"])]
-    for args, fragments in bad:
-        one_line_error(run(ELECTRA_VS_MLM + paths + args, check=False), *fragments)
+    study.command_line_error(electra_vs_mlm, paths + bad[0][0], *bad[0][1])
+    for args, fragments in bad[1:]:
+        study.error(electra_vs_mlm, paths + args, *fragments)
     assert not (tmp_path / "study").exists()

@@ -1,14 +1,12 @@
 """The structured compression study: its smoke configuration end to end on tiny data, the CSV's rows and
 columns, a rerun that trains nothing; its bad input."""
 import csv
-import sys
 
 import pytest
 
-from conftest import ROOT, file_times, one_line_error, run
+from conftest import ROOT, file_times
 from fairseq_compress.studies import structured
 
-STRUCTURED = [sys.executable, "-m", "fairseq_compress.studies.structured"]
 STRUCTURED_SMOKE = ROOT / "fairseq_compress/studies/configs/structured_mt_smoke.yaml"
 
 
@@ -55,12 +53,12 @@ def test_structured_study_smoke(word_mt, study, tmp_path):
     assert (results / "structured_speed.csv").exists() and file_times(out) == before
 
 
-def test_structured_study_bad_input(tmp_path):
+def test_structured_study_bad_input(study, tmp_path):
     """Each bad value stops the study with one line before any work: on the command line once, then in-process
     (each command starts by importing fairseq)."""
 
     where = [f"out={tmp_path / 'study'}", f"results={tmp_path / 'results'}"]
-    one_line_error(run(STRUCTURED + [*where, "task=lm"], check=False), "task must be mt or cls, got 'lm'")
+    study.command_line_error(structured, [*where, "task=lm"], "task must be mt or cls, got 'lm'")
     bad = [(["bleu_sentences=0"], ["bleu_sentences must be a positive integer, got 0"]),
            (["finetune.head_updates=0"], ["finetune.head_updates must be a positive integer, got 0"]),
            (["seeds=[]"], ["seeds: give at least one seed"]),

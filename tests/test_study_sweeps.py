@@ -2,12 +2,11 @@
 end to end on tiny data, the CSV's rows and columns, a rerun that trains nothing; their bad input."""
 import csv
 import json
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, file_times, one_line_error, run
+from conftest import ROOT, file_times, run
 from fairseq_compress.checkpoint_safety import load_state
 from fairseq_compress.studies import compression_sweep, size_sweep
 
@@ -65,8 +64,8 @@ def test_size_sweep_bad_input(word_mt, mlm_data, study, tmp_path):
     no_budget = tmp_path / "no_budget.yaml"  # a config that forgets a value the schema leaves MISSING
     no_budget.write_text("".join(line for line in (CONFIGS / "size_sweep_mt_smoke.yaml").open()
                                  if not line.startswith("budget_minutes:")))
-    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.size_sweep", "--config", no_budget,
-                        f"data={data}", *where], check=False), "no_budget.yaml", "budget_minutes", "Missing mandatory value")
+    study.command_line_error(size_sweep, ["--config", no_budget, f"data={data}", *where],
+                             "no_budget.yaml", "budget_minutes", "Missing mandatory value")
     mt = ["--config", CONFIGS / "size_sweep_mt_smoke.yaml", *where]
     bad = [([f"data={data}", "archs=[transformer_l5_h128]"],
             ["archs: transformer_l5_h128 is not a registered architecture"]),
@@ -85,7 +84,6 @@ def test_size_sweep_bad_input(word_mt, mlm_data, study, tmp_path):
     mlm = ["--config", CONFIGS / "size_sweep_mlm_smoke.yaml", f"data={mlm_data[0]}", *where, "archs=[transformer_l2_h128]"]
     study.error(size_sweep, mlm, "archs: transformer_l2_h128 is not a masked-LM architecture")
     assert not (tmp_path / "out").exists()
-
 
 
 def test_compression_sweep_smoke(word_mt, study, tmp_path):
@@ -125,8 +123,7 @@ def test_compression_sweep_bad_input(word_mt, study, tmp_path):
     (twin / "checkpoint_best.pt").symlink_to(save_dir / "checkpoint_best.pt")
     where = ["--config", CONFIGS / "compression_sweep_smoke.yaml", f"out={tmp_path / 'out'}", f"csv={tmp_path / 'x.csv'}"]
     model = f"models=[{save_dir}]"
-    one_line_error(run([sys.executable, "-m", "fairseq_compress.studies.compression_sweep", *where,
-                        f"models=[{tmp_path}]"], check=False), "models:", "holds no checkpoint_best.pt")
+    study.command_line_error(compression_sweep, [*where, f"models=[{tmp_path}]"], "models:", "holds no checkpoint_best.pt")
     for args, fragments in [
         ([model, "sparsities=[1.5]"], ["sparsities", "(0, 1)", "1.5"]),
         ([model, "methods=[distill]"], ["methods: distill is not one of quantize, oneshot, gradual"]),

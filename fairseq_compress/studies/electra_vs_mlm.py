@@ -98,7 +98,8 @@ def check_config(config: StudyConfig) -> None:
     for key in ("csv", "curves"):
         if not Path(config[key]).parent.is_dir() or not config[key].endswith(".csv"):
             sys.exit(f"error: {key}={config[key]} must be a .csv file in an existing directory")
-    if not config.seeds or config.jobs < 1 or (config.finetune.updates is not None and config.finetune.updates < 1) or not pretrain.minutes > 0:
+    updates = config.finetune.updates
+    if not config.seeds or config.jobs < 1 or (updates is not None and updates < 1) or not pretrain.minutes > 0:
         sys.exit("error: seeds must not be empty, jobs and finetune.updates must be >= 1, and pretrain.minutes > 0")
     if pretrain.min_updates < 1:
         sys.exit(f"error: pretrain.min_updates must be >= 1, got {pretrain.min_updates}")
