@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import ROOT, TRAIN_MLM, file_times, run
-from fairseq_compress.studies import cls_regime, distillation, lottery
+from fairseq_compress.studies import cls_regime, distillation, distillation_cls, lottery
 
 CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
@@ -47,6 +47,49 @@ def test_distillation_study_bad_input(study, tmp_path):
            ([f"out={tmp_path}", f"csv={tmp_path}/x.csv", "data=/nope", "teacher.epochs=3"], ["teacher.epochs"])]
     for args, fragments in bad:
         study.error(distillation, args, *fragments)
+
+
+def test_classification_distillation_study_smoke(mlm_data, study, tmp_path):
+    _, cls_bin = mlm_data
+    args = ["--config", CONFIGS / "distillation_cls_smoke.yaml", f"cls={cls_bin}", f"out={tmp_path / 'study'}",
+            f"csv={tmp_path / 'kd_cls.csv'}"]
+    printed = study.run(distillation_cls, args)
+    with open(tmp_path / "kd_cls.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["model", "arch", "seed", "accuracy", "dev_accuracy", "mb", "sentences_per_s_1",
+                             "sentences_per_s_2", "speed_vs_teacher"]
+    assert [(r["model"], r["arch"], r["seed"]) for r in rows] == \
+        [("teacher", "roberta_l2_h256", "1"), ("scratch", "roberta_l2_h128", "1"), ("logit_kd", "roberta_l2_h128", "1")]
+    assert all(0 <= float(r["accuracy"]) <= 100 and float(r["sentences_per_s_1"]) > 0 for r in rows)
+    assert float(rows[0]["speed_vs_teacher"]) == 1.0 and float(rows[1]["mb"]) < float(rows[0]["mb"])
+    assert rows[1]["sentences_per_s_1"] == rows[2]["sentences_per_s_1"]  # one race per arch
+    assert "| logit_kd | roberta_l2_h128 |" in printed
+    # the study's budget and KD reached the trainings: the KD student learned from the teacher's best checkpoint
+    out = tmp_path / "study"
+    kd = (out / "logit_kd/seed1/.train_command").read_text()
+    assert "--criterion distillation --kd-criterion sentence_prediction" in kd and "--max-update 8 " in kd
+    assert f"--teacher-path {out / 'teacher/checkpoint_best.pt'}" in kd
+    assert "kd_loss" in (out / "logit_kd/seed1/train.log").read_text()
+    assert "--criterion distillation" not in (out / "scratch/seed1/.train_command").read_text()
+
+    (tmp_path / "kd_cls.csv").unlink()
+    before = file_times(out)
+    study.run(distillation_cls, args)  # every stage reused: nothing fine-tunes or races again
+    assert (tmp_path / "kd_cls.csv").exists() and file_times(out) == before
+
+
+def test_classification_distillation_study_bad_input(mlm_data, study, tmp_path):
+    _, cls_bin = mlm_data
+    args = ["--config", CONFIGS / "distillation_cls_smoke.yaml", f"cls={cls_bin}", f"out={tmp_path / 'study'}",
+            f"csv={tmp_path / 'kd_cls.csv'}"]
+    bad = [([f"cls={tmp_path}"], ["is not a task of scripts/prepare_glue.sh"]),
+           ([f"teacher.checkpoint={tmp_path / 'none.pt'}"], ["teacher.checkpoint: no such checkpoint"]),
+           (["kd.weight=1.5"], ["kd.weight must be in [0, 1]"]), (["kd.temperature=0"], ["kd.temperature > 0"]),
+           (["updates=0"], ["updates must be >= 1"]), (["seeds=[]"], ["seeds must not be empty"]),
+           ([f"csv={tmp_path / 'none/x.csv'}"], ["csv=", "must be a .csv file in an existing directory"])]
+    for overrides, fragments in bad:
+        study.error(distillation_cls, args + overrides, *fragments)
+    assert not (tmp_path / "study").exists()
 
 
 def test_lottery_study_smoke(word_mt, study, tmp_path):
