@@ -223,7 +223,7 @@ INNER_WALL = ('2026-12-02 04:11:{s:02d} | INFO | train_inner | {{"epoch": 1, "nu
 def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypatch):
     """What fairseq-train receives from each training stage of the structured study (its full config): mt, the
     from-scratch runs (arch, the small arch) lr 0.002 with 100 warmup updates and 1024-token batches, the
-    fine-tunes (masked and dense) lr 0.0005 with 1; cls, every run the RoBERTa GLUE recipe (lr 1e-4, batch 32,
+    fine-tunes (masked and dense) lr 0.0005 with 1; cls, every run the RoBERTa GLUE recipe (lr 3e-4, batch 32,
     6 % warmup) from its masked LM, the fine-tunes validated and saved at their end only. fairseq-train (which
     saves an empty checkpoint_best.pt), fairseq-validate and the pipelines' python are stubs."""
     from fairseq_compress.studies import structured
@@ -280,7 +280,7 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
         assert all(flag_values(c, "--restore-file") == str(first / "checkpoint_best.pt") for c in commands[3:])
     else:
         assert [(flag_values(c, "--lr"), flag_values(c, "--batch-size"), flag_values(c, "--warmup-updates"))
-                for c in commands] == [("0.0001", "32", "24")] * 3 + [("0.0001", "32", "9")] * 2
+                for c in commands] == [("0.0003", "32", "24")] * 3 + [("0.0003", "32", "9")] * 2
         assert all(flag_values(c, "--restore-file") == str(base) for c in commands[:3])  # the masked LMs
         assert flag_values(commands[3], "--task") == "sentence_prediction_pruning"
         assert flag_values(commands[4], "--task") == "sentence_prediction"
