@@ -280,10 +280,10 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
         assert all(flag_values(c, "--restore-file") == str(first / "checkpoint_best.pt") for c in commands[3:])
     else:
         assert [(flag_values(c, "--lr"), flag_values(c, "--batch-size"), flag_values(c, "--warmup-updates"))
-                for c in commands] == [("0.0003", "32", "24")] * 3 + [("0.0003", "32", "9")] * 2
+                for c in commands] == [("0.0003", "32", "74")] * 3 + [("0.0003", "32", "9")] * 2
         assert all(flag_values(c, "--restore-file") == str(base) for c in commands[:3])  # the masked LMs
         assert flag_values(commands[3], "--task") == "sentence_prediction_pruning"
         assert flag_values(commands[4], "--task") == "sentence_prediction"
         assert all(flag_values(c, "--validate-interval-updates") == "150" == flag_values(c, "--save-interval-updates")
                    for c in commands[3:])
-        assert flag_values(commands[0], "--validate-interval-updates") == "100"  # finetune_cls.sh's quarterly passes
+        assert flag_values(commands[0], "--validate-interval-updates") == "312"  # finetune_cls.sh's quarterly passes

@@ -71,6 +71,7 @@ def test_structured_study_bad_input(study, tmp_path):
            (["masks=[{name: foo50, granularity: head, sparsity: 0.5}]"], ["masks: name 'foo50'"]),
            (["masks=[{name: heads50, granularity: heads, sparsity: 0.5}]"], ["masks: heads50: granularity"]),
            (["models.updates=many"], ["models.updates"]),
+           (["models.updates=null"], ["models.updates must be a positive integer, got None"]),  # cls only: the recipe's
            (["--config", tmp_path / "none.yaml"], ["--config", "no such file"])]
     for args, fragments in bad:
         with pytest.raises(SystemExit) as stopped:

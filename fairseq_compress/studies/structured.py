@@ -53,7 +53,7 @@ class Models:
     (cls) that the study passes over the pipeline's recipe (fairseq_compress/config/); null: not passed."""
     arch: str = "transformer_l3_h256"
     small_arch: str = "transformer_l2_h128"  # trained as long: mt as many minutes, cls as many pretraining minutes
-    updates: int = 700
+    updates: Optional[int] = 700  # null (task cls only): the cls recipe's, the classification regime
     lr: Optional[float] = None
     warmup: Optional[int] = None  # train_mt.sh only (finetune_cls.sh warms up 6 % of its updates)
     max_tokens: Optional[int] = None  # train_mt.sh only
@@ -137,7 +137,8 @@ def check_config(config: StudyConfig) -> None:
     mt = config.task == "mt"
     if not config.seeds:
         sys.exit("error: seeds: give at least one seed")
-    for key, value in (("jobs", config.jobs), ("models.updates", config.models.updates),
+    updates = config.models.updates if mt or config.models.updates is not None else 1
+    for key, value in (("jobs", config.jobs), ("models.updates", updates),
                        ("finetune.updates", config.finetune.updates), ("finetune.head_updates", config.finetune.head_updates),
                        ("ipq.finetune_updates", config.ipq.finetune_updates), ("ipq.n_iter", config.ipq.n_iter),
                        ("speed.sentences", config.speed.sentences), ("speed.repeats", config.speed.repeats),
