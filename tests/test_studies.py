@@ -49,10 +49,13 @@ def test_distillation_study_bad_input(study, tmp_path):
         study.error(distillation, args, *fragments)
 
 
-def test_classification_distillation_study_smoke(mlm_data, study, tmp_path):
-    _, cls_bin = mlm_data
-    args = ["--config", CONFIGS / "distillation_cls_smoke.yaml", f"cls={cls_bin}", f"out={tmp_path / 'study'}",
+def distillation_cls_args(mlm_data, tmp_path):
+    return ["--config", CONFIGS / "distillation_cls_smoke.yaml", f"cls={mlm_data[1]}", f"out={tmp_path / 'study'}",
             f"csv={tmp_path / 'kd_cls.csv'}"]
+
+
+def test_classification_distillation_study_smoke(mlm_data, study, tmp_path):
+    args = distillation_cls_args(mlm_data, tmp_path)
     printed = study.run(distillation_cls, args)
     with open(tmp_path / "kd_cls.csv") as f:
         rows = list(csv.DictReader(f))
@@ -79,9 +82,7 @@ def test_classification_distillation_study_smoke(mlm_data, study, tmp_path):
 
 
 def test_classification_distillation_study_bad_input(mlm_data, study, tmp_path):
-    _, cls_bin = mlm_data
-    args = ["--config", CONFIGS / "distillation_cls_smoke.yaml", f"cls={cls_bin}", f"out={tmp_path / 'study'}",
-            f"csv={tmp_path / 'kd_cls.csv'}"]
+    args = distillation_cls_args(mlm_data, tmp_path)
     bad = [([f"cls={tmp_path}"], ["is not a task of scripts/prepare_glue.sh"]),
            ([f"teacher.checkpoint={tmp_path / 'none.pt'}"], ["teacher.checkpoint: no such checkpoint"]),
            (["kd.weight=1.5"], ["kd.weight must be in [0, 1]"]), (["kd.temperature=0"], ["kd.temperature > 0"]),
