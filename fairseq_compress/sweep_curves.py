@@ -3,11 +3,11 @@
 perplexity or BLEU against training time, updates or FLOPs."""
 import csv
 import json
-import logging
 import sys
 from pathlib import Path
 
 import numpy as np
+from .plotting import pyplot
 
 X_AXES = {"wall": ("train_seconds", "training time (s)"), "updates": ("updates", "updates"),
           "flops": ("flops", "training FLOPs (6 x params x tokens)")}
@@ -86,11 +86,7 @@ def summarize(sweep_dir, y, csv_path=None):
 
 
 def plot_curves(sweep_dir, x, y, out):
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import sets the root logger to DEBUG
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     key, x_label = X_AXES[x]
     runs = read_runs(sweep_dir)

@@ -3,6 +3,7 @@ study's stages (fairseq_compress/studies/structured.py) train with their own rec
 import csv
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -287,3 +288,12 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
         assert all(flag_values(c, "--validate-interval-updates") == "150" == flag_values(c, "--save-interval-updates")
                    for c in commands[3:])
         assert flag_values(commands[0], "--validate-interval-updates") == "312"  # finetune_cls.sh's quarterly passes
+
+
+def test_plots_are_headless_and_quiet_under_fairseqs_debug_logging():
+    """fairseq's import leaves the root logger at DEBUG; matplotlib's own import then logged its set-up into
+    every study's output."""
+    code = ("import logging; logging.basicConfig(level=logging.DEBUG); from fairseq_compress.plotting import pyplot; "
+            "plt = pyplot(); import matplotlib; print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip().lower() == "agg" and "matplotlib" not in result.stderr, result.stderr

@@ -24,7 +24,6 @@ Recipes and budgets: configs/cls_regime.yaml (configs/cls_regime_smoke.yaml: the
 """
 import csv
 import json
-import logging
 import math
 import os
 import re
@@ -40,6 +39,7 @@ from . import summarize_runs
 from .fairseq_log import records
 from .stages import ROOT, finetune_cls, in_parallel, number, write_text_once
 from .study_config import load_config
+from ..plotting import pyplot
 
 
 @dataclass
@@ -187,11 +187,7 @@ def write_curves(config: StudyConfig, runs: Curves, naive_bayes: float, regime: 
         writer.writerow(["start", "lr", "batch_size", "num_updates", "dev_accuracy"])
         writer.writerows([s, number(lr), b, u, a] for (s, lr, b), curve in runs.items() for u, a in curve)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     starts = config.search.starts
     fig, axes = plt.subplots(1, len(starts), figsize=(5.5 * len(starts), 4), squeeze=False, sharey=True)

@@ -22,7 +22,6 @@ reuses what is done (OUT/<model>/, the layout of the earlier scripts/compression
 Recipes and budgets: configs/compression_sweep.yaml (configs/compression_sweep_smoke.yaml: the suite's toy run).
 """
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ..compress.size import checkpoint_size
 from ..modules.scalar_quantizer import BITS
 from .stages import ROOT, in_parallel, make_once, number, run, run_once, write_csv
 from .study_config import RESTORE, load_config
+from ..plotting import pyplot
 
 TASKS = ("translation", "sentence_prediction")
 METHODS = ("quantize", "oneshot", "gradual")
@@ -247,11 +247,7 @@ def plot_panel(rows: list, axis, metric: str) -> None:
 
 
 def plot(rows: list, png: Path) -> None:
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     figure, axes = plt.subplots(1, len(metrics), figsize=(7 * len(metrics), 4.5), squeeze=False)

@@ -18,7 +18,6 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 Recipes and budgets: configs/distillation.yaml (configs/distillation_smoke.yaml: the suite's toy run).
 """
 import json
-import logging
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from .study_config import (RESTORE, Recipe, TranslationStudyConfig, check_transl
                            mean_and_spread, recipe_flags, study_paths)
 from .stages import ROOT, in_parallel, make_once, run, write_csv
 from .translation_race import race
+from ..plotting import pyplot
 
 
 
@@ -143,11 +143,7 @@ def exported_key(contender: Contender) -> str:
 
 
 def plot(rows: list, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = list(dict.fromkeys(row["model"] for row in rows))

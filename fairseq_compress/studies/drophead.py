@@ -32,7 +32,6 @@ configs/drophead_{mt,cls}_smoke.yaml: the suite's toy runs).
 """
 import gzip
 import json
-import logging
 import os
 import statistics
 import sys
@@ -46,6 +45,7 @@ from omegaconf import MISSING
 from .fairseq_log import records
 from .stages import ROOT, finetune_cls, in_parallel, number, run, run_once, write_csv
 from .study_config import Recipe, load_task_config, mean_and_spread, recipe_flags
+from ..plotting import pyplot
 
 TASKS = ("mt", "cls")
 SCHEDULES = ("v", "constant")  # --drophead-schedule's choices
@@ -273,11 +273,7 @@ def valid_curves(groups: Dict[str, Path], seeds: List[int], csv_path: Path, png:
               for name, directory in groups.items()}
     write_csv(csv_path, [{"config": name, "seed": seed, "num_updates": update, "valid_loss": loss}
                          for name, runs in curves.items() for seed, points in runs.items() for update, loss in points])
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, runs in curves.items():

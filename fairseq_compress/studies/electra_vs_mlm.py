@@ -25,7 +25,6 @@ Recipes and budgets: configs/electra_vs_mlm.yaml (configs/electra_vs_mlm_smoke.y
 """
 import csv
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from omegaconf import MISSING
 from . import summarize_runs, train_stats
 from .stages import ROOT, finetune_cls, in_parallel, run, write_text_once
 from .study_config import load_config
+from ..plotting import pyplot
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")  # the curves' metrics of each run
 MLM_METRICS = ("ppl",)
@@ -170,11 +170,7 @@ def write_curves(electra_log: Path, mlm_log: Path, out: Path, png: Path) -> None
             for update, stats in points:
                 writer.writerows([name, update, m, stats[m]] for m in metrics if m in stats)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     electra, mlm = runs["electra"][0], runs["mlm"][0]
     fig, (acc, ppl) = plt.subplots(1, 2, figsize=(11, 4))

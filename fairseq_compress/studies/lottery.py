@@ -21,7 +21,6 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 Recipes and budgets: configs/lottery.yaml (configs/lottery_smoke.yaml: the suite's toy run).
 """
 import json
-import logging
 import math
 import statistics
 import sys
@@ -35,6 +34,7 @@ from .study_config import (RESTORE, TranslationStudyConfig, check_translation_st
                            mean_and_spread, recipe_flags, study_paths)
 from .stages import ROOT, in_parallel, run, write_csv
 from .translation_race import translate
+from ..plotting import pyplot
 
 ARMS = ("imp_rewind", "imp_init", "random_reinit", "oneshot")
 
@@ -141,11 +141,7 @@ def write_rows(path: Path, rows: list, small: str, large: str) -> list:
 
 
 def plot(rows: list, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (by_sparsity, by_remaining) = plt.subplots(1, 2, figsize=(11, 4.5))
     archs = list(dict.fromkeys(row["arch"] for row in rows))

@@ -21,7 +21,6 @@ Recipes and budgets: configs/quant_noise.yaml (configs/quant_noise_smoke.yaml: t
 """
 import csv
 import json
-import logging
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ from typing import Dict, List, Optional
 from . import summarize_runs
 from .stages import ROOT, in_parallel, run, run_once
 from .study_config import TranslationStudyConfig, check_translation_study, load_config, recipe_flags, study_paths
+from ..plotting import pyplot
 
 MODELS = ("checkpoint_last", "ipq", "ipq_distill", "int8")  # the files scored, fp32 first
 METRICS = ("bleu_fp32", "bleu_ipq", "ipq_drop", "bleu_ipq_distill", "ipq_distill_drop", "bleu_int8",
@@ -135,11 +135,7 @@ def read_by_config(path: Path) -> Dict[str, List[Dict[str, float]]]:
 def plot(by_config: Dict[str, List[Dict[str, float]]], out: Path) -> None:
     """Test BLEU of each model per noise config, mean over seeds with the std as an error bar (none
     with one seed), so the fp32 cost of the noise and the iPQ drop it saves read off one figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     width = 0.8 / len(PLOTTED)
     fig, ax = plt.subplots(figsize=(7, 4))

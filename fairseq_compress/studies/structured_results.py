@@ -6,7 +6,6 @@ RESULTS/<prefix>_speed.{csv,png} (the metric against sentences/s, every compress
 <prefix>_equal_speed.csv (per precision, the best compressed large model at least as fast as the
 small one, against it), prefix structured (mt) or structured_cls, and returns the tables as markdown."""
 import json
-import logging
 import re
 import statistics
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Dict, List, Sequence
 
 from ..compress.size import deployed_bytes
 from .stages import write_csv
+from ..plotting import pyplot
 
 # contender name -> (family, fraction removed); "heads_ffn50" is heads and FFN at 50 %
 NAME = re.compile(r"^(?P<family>[a-z_]+?)(?P<percent>\d+)?(?P<int8>_int8)?$")
@@ -78,16 +78,6 @@ def speed_rows(out: Path, contenders: Sequence[Contender], metric: str) -> List[
     for row in rows:
         row[f"{metric}_lost"] = round(reference[metric] - row[metric], 2)
     return rows
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import left the root logger at DEBUG
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_speed(rows: List[dict], png: Path, arch: str, task: Task) -> None:
