@@ -86,7 +86,8 @@ def test_classification_distillation_study_bad_input(mlm_data, study, tmp_path):
     bad = [([f"cls={tmp_path}"], ["is not a task of scripts/prepare_glue.sh"]),
            ([f"teacher.checkpoint={tmp_path / 'none.pt'}"], ["teacher.checkpoint: no such checkpoint"]),
            (["kd.weight=1.5"], ["kd.weight must be in [0, 1]"]), (["kd.temperature=0"], ["kd.temperature > 0"]),
-           (["updates=0"], ["updates must be >= 1"]), (["seeds=[]"], ["seeds must not be empty"]),
+           (["updates=0"], ["updates must be >= 1"]), (["race.sentences=0"], ["race.sentences and updates must be >= 1"]),
+           (["seeds=[]"], ["seeds must not be empty"]),
            ([f"csv={tmp_path / 'none/x.csv'}"], ["csv=", "must be a .csv file in an existing directory"])]
     for overrides, fragments in bad:
         study.error(distillation_cls, args + overrides, *fragments)

@@ -67,8 +67,9 @@ def check_config(config: StudyConfig) -> None:
         sys.exit(f"error: cls={config.cls} is not a task of scripts/prepare_glue.sh (input0/, label/)")
     if config.teacher.checkpoint and not Path(config.teacher.checkpoint).is_file():
         sys.exit(f"error: teacher.checkpoint: no such checkpoint: {config.teacher.checkpoint}")
-    if not config.seeds or min(config.jobs, config.race.repeats, 1 if config.updates is None else config.updates) < 1:
-        sys.exit("error: seeds must not be empty, jobs, race.repeats and updates must be >= 1")
+    optional = [value for value in (config.updates, config.race.sentences) if value is not None]
+    if not config.seeds or min(config.jobs, config.race.repeats, *optional) < 1:
+        sys.exit("error: seeds must not be empty, jobs, race.repeats, race.sentences and updates must be >= 1")
     if not 0 <= config.kd.weight <= 1 or not config.kd.temperature > 0:
         sys.exit(f"error: kd.weight must be in [0, 1] and kd.temperature > 0, got {config.kd.weight} and "
                  f"{config.kd.temperature}")
