@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from .plotting import pyplot
 
 X_AXES = {"wall": ("train_seconds", "training time (s)"), "updates": ("updates", "updates"),

@@ -3,7 +3,6 @@ study's stages (fairseq_compress/studies/structured.py) train with their own rec
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -295,5 +294,5 @@ def test_plots_are_headless_and_quiet_under_fairseqs_debug_logging():
     every study's output."""
     code = ("import logging; logging.basicConfig(level=logging.DEBUG); from fairseq_compress.plotting import pyplot; "
             "plt = pyplot(); import matplotlib; print(matplotlib.get_backend())")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    result = run([sys.executable, "-c", code])
     assert result.stdout.strip().lower() == "agg" and "matplotlib" not in result.stderr, result.stderr

@@ -38,7 +38,7 @@ from omegaconf import MISSING
 from . import summarize_runs
 from .fairseq_log import records
 from .stages import ROOT, finetune_cls, in_parallel, number, write_text_once
-from .study_config import load_config
+from .study_config import check_cls_task, check_csv, load_config
 from ..plotting import pyplot
 
 
@@ -84,9 +84,7 @@ class Regime:
 
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
-    cls = Path(config.cls)
-    if not (cls / "input0/train.bin").is_file() or not (cls / "label/dict.txt").is_file():
-        sys.exit(f"error: cls={config.cls} is not a task of scripts/prepare_glue.sh (input0/, label/)")
+    check_cls_task(config.cls)
     if not all((Path(config.raw_cls) / f"{split}.tsv.gz").is_file() for split in ("train", "dev", "test")):
         sys.exit(f"error: raw_cls={config.raw_cls} must hold train.tsv.gz, dev.tsv.gz and test.tsv.gz")
     for name in (*config.search.starts, *config.measure):
@@ -103,8 +101,7 @@ def check_config(config: StudyConfig) -> None:
         sys.exit("error: search.epochs, search.validations_per_epoch, jobs and every batch size must be >= 1, "
                  "tolerance >= 0")
     for key in ("csv", "curves"):
-        if not Path(config[key]).parent.is_dir() or not config[key].endswith(".csv"):
-            sys.exit(f"error: {key}={config[key]} must be a .csv file in an existing directory")
+        check_csv(key, config[key])
 
 
 def naive_bayes_dev_accuracy(raw_cls: Path, result: Path) -> float:

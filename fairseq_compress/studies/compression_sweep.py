@@ -34,7 +34,7 @@ from ..checkpoint_info import trained_as
 from ..compress.size import checkpoint_size
 from ..modules.scalar_quantizer import BITS
 from .stages import ROOT, in_parallel, make_once, number, run, run_once, write_csv
-from .study_config import RESTORE, load_config
+from .study_config import RESTORE, check_csv, load_config
 from ..plotting import pyplot
 
 TASKS = ("translation", "sentence_prediction")
@@ -99,8 +99,7 @@ def check_config(config: StudyConfig) -> None:
         sys.exit(f"error: sparsities: a sparsity is a fraction in (0, 1), got {wrong[0]}")
     if config.gradual.updates < 1:
         sys.exit(f"error: gradual.updates must be a positive integer, got {config.gradual.updates}")
-    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
+    check_csv("csv", config.csv)
 
 
 def read_model(save_dir: Path, config: StudyConfig, out: Path) -> Model:

@@ -31,7 +31,7 @@ from ..compress.size import deployed_bytes
 from .cls_regime import Start
 from .stages import finetune_cls, in_parallel, number, write_csv
 from .structured_race import race_once
-from .study_config import load_config, mean_and_spread
+from .study_config import check_cls_task, check_csv, load_config, mean_and_spread
 
 
 @dataclass
@@ -62,9 +62,7 @@ class StudyConfig:
 
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
-    cls = Path(config.cls)
-    if not (cls / "input0/train.bin").is_file() or not (cls / "label/dict.txt").is_file():
-        sys.exit(f"error: cls={config.cls} is not a task of scripts/prepare_glue.sh (input0/, label/)")
+    check_cls_task(config.cls)
     if config.teacher.checkpoint and not Path(config.teacher.checkpoint).is_file():
         sys.exit(f"error: teacher.checkpoint: no such checkpoint: {config.teacher.checkpoint}")
     optional = [value for value in (config.updates, config.race.sentences) if value is not None]
@@ -73,8 +71,7 @@ def check_config(config: StudyConfig) -> None:
     if not 0 <= config.kd.weight <= 1 or not config.kd.temperature > 0:
         sys.exit(f"error: kd.weight must be in [0, 1] and kd.temperature > 0, got {config.kd.weight} and "
                  f"{config.kd.temperature}")
-    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
+    check_csv("csv", config.csv)
 
 
 def kd_flags(config: StudyConfig, teacher: Path) -> list:

@@ -44,7 +44,7 @@ from omegaconf import MISSING
 
 from .fairseq_log import records
 from .stages import ROOT, finetune_cls, in_parallel, number, run, run_once, write_csv
-from .study_config import Recipe, load_task_config, mean_and_spread, recipe_flags
+from .study_config import Recipe, check_csv, load_task_config, mean_and_spread, recipe_flags
 from ..plotting import pyplot
 
 TASKS = ("mt", "cls")
@@ -121,8 +121,7 @@ def check_config(config: StudyConfig) -> None:
             if input_file(Path(config.raw) / directory, name) is None:
                 sys.exit(f"error: raw={config.raw}: missing {directory}/{name} (or {name}.gz); the shipped corpus is "
                          f"data-bin/raw")
-    if not Path(config.csv).parent.is_dir() or not config.csv.endswith(".csv"):
-        sys.exit(f"error: csv={config.csv} must be a .csv file in an existing directory")
+    check_csv("csv", config.csv)
     if not config.seeds or config.jobs < 1:
         sys.exit("error: seeds must not be empty and jobs must be >= 1")
     for dropout in config.dropouts:

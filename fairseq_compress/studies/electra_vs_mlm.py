@@ -36,7 +36,7 @@ from omegaconf import MISSING
 
 from . import summarize_runs, train_stats
 from .stages import ROOT, finetune_cls, in_parallel, run, write_text_once
-from .study_config import load_config
+from .study_config import check_csv, load_config
 from ..plotting import pyplot
 
 ELECTRA_METRICS = ("disc_acc_replaced", "disc_acc", "replaced_frac", "gen_ppl")  # the curves' metrics of each run
@@ -96,8 +96,7 @@ def check_config(config: StudyConfig) -> None:
     if not (raw / "en").is_dir() or not (raw / "cls").is_dir():
         sys.exit(f"error: raw={config.raw} must hold en/ (text for prepare_mlm.sh) and cls/ (TSVs for prepare_glue.sh)")
     for key in ("csv", "curves"):
-        if not Path(config[key]).parent.is_dir() or not config[key].endswith(".csv"):
-            sys.exit(f"error: {key}={config[key]} must be a .csv file in an existing directory")
+        check_csv(key, config[key])
     updates = config.finetune.updates
     if not config.seeds or config.jobs < 1 or (updates is not None and updates < 1) or not pretrain.minutes > 0:
         sys.exit("error: seeds must not be empty, jobs and finetune.updates must be >= 1, and pretrain.minutes > 0")

@@ -83,12 +83,23 @@ def load_task_config(schema: Type, study: str, tasks: Sequence[str], description
     return config
 
 
+def check_csv(key: str, path: str) -> None:
+    """The config's `key` names a .csv file in an existing directory, else one line."""
+    if not Path(path).parent.is_dir() or not path.endswith(".csv"):
+        sys.exit(f"error: {key}={path} must be a .csv file in an existing directory")
+
+
 def check_translation_study(data: str, csv: str) -> None:
     """DATA is a prepared translation data-bin and CSV a .csv in an existing directory, else one line."""
     if not (Path(data) / "spm.model").is_file() or not list(Path(data).glob("train.*-*.*.bin")):
         sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
-    if not Path(csv).parent.is_dir() or not csv.endswith(".csv"):
-        sys.exit(f"error: csv={csv} must be a .csv file in an existing directory")
+    check_csv("csv", csv)
+
+
+def check_cls_task(cls: str) -> None:
+    """CLS is a classification task of scripts/prepare_glue.sh, else one line."""
+    if not (Path(cls) / "input0/train.bin").is_file() or not (Path(cls) / "label/dict.txt").is_file():
+        sys.exit(f"error: cls={cls} is not a task of scripts/prepare_glue.sh (input0/, label/)")
 
 
 def study_paths(config) -> Tuple[Path, Path]:
