@@ -33,8 +33,11 @@ import time
 SOCKET_ENV = "FAIRSEQ_COMPRESS_CLI_SERVER"
 # Read by the interpreter or by torch while importing: a command that sets them differently
 # from the server must start an interpreter of its own.
-STARTUP_ENV = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONSAFEPATH",
-               "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+STARTUP_ENV = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONSAFEPATH", "CUDA_VISIBLE_DEVICES")
+# Thread counts torch also takes after import: a served command gets its own OMP_NUM_THREADS through
+# torch.set_num_threads (which sets MKL's count too), so the speed races' one- and two-thread runs are
+# served. The server never runs a parallel region, so the forked command starts OpenMP's threads afresh.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Importing fairseq configures logging (a stderr handler, INFO): a fresh fairseq-generate,
 # -validate, -preprocess or fairseq-compress logs there. fairseq_cli/train.py alone configures
 # logging (to stdout) before it imports fairseq. Each command gets the root logger it would have.
@@ -146,7 +149,7 @@ def serve(path: str) -> None:
         request, fds = _receive(conn, max_fds=3)
         if request is None:
             conn.close()
-        elif any(request["env"].get(k) != os.environ.get(k) for k in STARTUP_ENV):
+        elif any(request["env"].get(k) != os.environ.get(k) for k in STARTUP_ENV) or not _threads(request["env"]):
             _send(conn, {"fallback": True})
             conn.close()
         elif os.fork() == 0:
@@ -155,6 +158,16 @@ def serve(path: str) -> None:
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def _threads(env: dict) -> int:
+    """The command's thread count, where the server can give it one (0: it cannot): the server's own where the
+    command's counts are the server's, else OMP_NUM_THREADS, a positive integer that MKL_NUM_THREADS, if set, equals."""
+    import torch
+    if all(env.get(k) == os.environ.get(k) for k in THREAD_ENV):
+        return torch.get_num_threads()
+    omp = env.get("OMP_NUM_THREADS", "")
+    return int(omp) if omp.isdigit() and int(omp) > 0 and env.get("MKL_NUM_THREADS", omp) == omp else 0
 
 
 def _manage(conn: socket.socket, request: dict, fds) -> None:
@@ -185,16 +198,21 @@ def _manage(conn: socket.socket, request: dict, fds) -> None:
 
 
 def _run_command(request: dict, fds) -> None:
-    """In the forked command: become `python SCRIPT ARGS` in the caller's cwd, env and stdio."""
+    """In the forked command: become `python SCRIPT ARGS` in the caller's cwd, env, thread count and stdio."""
     import logging
     import runpy
+
+    import torch
     os.setpgid(0, 0)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
+    threads = _threads(request["env"])
     os.environ.clear()
     os.environ.update(request["env"])
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     sys.argv = request["argv"]
     sys.path[0] = os.path.dirname(sys.argv[0])
     root = logging.getLogger()

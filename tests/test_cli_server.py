@@ -56,7 +56,24 @@ def test_served_command_has_the_argv_cwd_env_stdio_and_exit_of_its_own_run(probe
 
 def test_a_different_start_up_environment_runs_the_command_on_its_own(probe, tmp_path):
     _, shim = probe
-    assert start([shim, "0"], tmp_path, OMP_NUM_THREADS="3").stdout.startswith("own ")
+    assert start([shim, "0"], tmp_path, PYTHONPATH=str(tmp_path)).stdout.startswith("own ")
+    # a thread count torch cannot take after import alone: MKL's differing from OpenMP's
+    assert start([shim, "0"], tmp_path, OMP_NUM_THREADS="3", MKL_NUM_THREADS="1").stdout.startswith("own ")
+
+
+def test_a_served_command_runs_on_the_thread_count_of_its_own_run(tmp_path):
+    """The speed races' one- and two-thread runs are served: torch's thread count is the one their own
+    interpreter would have read from OMP_NUM_THREADS and MKL_NUM_THREADS."""
+    script = tmp_path / "threads"
+    script.write_text(f"#!{sys.executable}\nimport os, sys, torch\n"
+                      "served = os.environ['FAIRSEQ_COMPRESS_CLI_SERVER'] in open(f'/proc/{os.getppid()}/cmdline').read()\n"
+                      "print('served' if served else 'own', torch.get_num_threads())\n")
+    script.chmod(0o755)
+    write_shim(tmp_path / "threads-shim", script)
+    for threads in ("2", "1"):  # the races' counts
+        counts = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        assert start([script], tmp_path, **counts).stdout.split() == ["own", threads]
+        assert start([tmp_path / "threads-shim"], tmp_path, **counts).stdout.split() == ["served", threads]
 
 
 def test_signals_reach_the_command_and_killing_the_shim_kills_it(probe):

@@ -70,7 +70,7 @@ def test_classification_distillation_study_smoke(mlm_data, study, tmp_path):
     # the study's budget and KD reached the trainings: the KD student learned from the teacher's best checkpoint
     out = tmp_path / "study"
     kd = (out / "logit_kd/seed1/.train_command").read_text()
-    assert "--criterion distillation --kd-criterion sentence_prediction" in kd and "--max-update 8 " in kd
+    assert "--criterion distillation --kd-criterion sentence_prediction" in kd and "--max-update 4 " in kd
     assert f"--teacher-path {out / 'teacher/checkpoint_best.pt'}" in kd
     assert "kd_loss" in (out / "logit_kd/seed1/train.log").read_text()
     assert "--criterion distillation" not in (out / "scratch/seed1/.train_command").read_text()
@@ -143,13 +143,17 @@ def test_lottery_comparison_interpolates_in_log_weights():
 
 
 def cls_regime_args(mlm_data, tmp_path):
-    """The smoke config's inputs: the cls slice, its TSVs gzipped (Naive Bayes reads .tsv.gz) and a masked LM
-    pretrained for 2 updates."""
-    en_bin, cls_bin = mlm_data
+    """The smoke config's inputs: the cls slice with its first 256 training sentences (an epoch of 4 updates at
+    batch 64: six fine-tunings of an epoch fit the suite's minute) as .tsv.gz (Naive Bayes reads them),
+    prepared by scripts/prepare_glue.sh, and a masked LM pretrained for 2 updates."""
+    en_bin, _ = mlm_data
     raw = tmp_path / "raw_cls"
     raw.mkdir()
     for split in ("train", "dev", "test"):
-        (raw / f"{split}.tsv.gz").write_bytes(gzip.compress((en_bin.parent / "cls" / f"{split}.tsv").read_bytes()))
+        lines = (en_bin.parent / "cls" / f"{split}.tsv").read_text().splitlines(keepends=True)
+        (raw / f"{split}.tsv.gz").write_bytes(gzip.compress("".join(lines[:257] if split == "train" else lines).encode()))
+    cls_bin = tmp_path / "cls-bin"
+    run(["bash", ROOT / "scripts/prepare_glue.sh", raw, cls_bin, en_bin])
     pretrained = tmp_path / "mlm"
     run(["fairseq-train", en_bin, *TRAIN_MLM, "--task", "masked_lm", "--criterion", "masked_lm", "--arch",
          "roberta_l2_h128", "--tokens-per-sample", "128", "--max-tokens", "1024", "--max-update", "2",
@@ -164,7 +168,7 @@ def test_cls_regime_study_smoke(mlm_data, study, tmp_path):
     printed = study.run(cls_regime, args)
     out = tmp_path / "study"
     regime = json.loads((out / "regime.json").read_text())
-    assert regime["lr"] in (0.0001, 0.001) and regime["batch_size"] == 64 and 1 <= regime["updates"] <= 13
+    assert regime["lr"] in (0.0001, 0.001) and regime["batch_size"] == 64 and 1 <= regime["updates"] <= 4
     with open(tmp_path / "curves.csv") as f:
         curves = list(csv.DictReader(f))
     assert list(curves[0]) == ["start", "lr", "batch_size", "num_updates", "dev_accuracy"]

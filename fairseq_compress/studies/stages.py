@@ -20,6 +20,12 @@ def tool_env() -> dict:
     return os.environ if venv_bin in path.split(os.pathsep) else {**os.environ, "PATH": venv_bin + os.pathsep + path}
 
 
+def threads_env(threads: int) -> dict:
+    """The environment entries that give a step `threads` threads: OpenMP's and MKL's (torch's matrix products),
+    so that a caller's MKL_NUM_THREADS cannot leave a timed step on another count."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def number(value: float) -> str:
     """A number as a person types it ('12', not '12.0'; '1e-5', not '1e-05'): the text a bash study gave the
     pipelines, so that the run stamps (the commands that trained a save dir) of its finished runs match."""

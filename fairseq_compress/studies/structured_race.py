@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .stages import ROOT, tool_env
+from .stages import ROOT, threads_env, tool_env
 from .translation_race import INT8, translate
 
 THREADS = (1, 2)
@@ -24,7 +24,7 @@ def classify(ckpt: Path, data: Path, extra: Sequence[str], threads: int,
     `sentences` of each split when given."""
     sample = ["--speed-sentences", str(sentences)] if sentences else []
     result = subprocess.run(["bash", str(ROOT / "scripts/eval_cls.sh"), str(ckpt), str(data), "--speed", *sample, "--", *extra],
-                            capture_output=True, text=True, env={**tool_env(), "OMP_NUM_THREADS": str(threads)})
+                            capture_output=True, text=True, env={**tool_env(), **threads_env(threads)})
     if result.returncode:
         sys.exit(f"error: eval_cls.sh failed: {result.stderr.strip().splitlines()[-1:]}")
     scores = json.loads(result.stdout)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .stages import ROOT, tool_env
+from .stages import ROOT, threads_env, tool_env
 
 INT8 = ["--model-overrides", "{'int8_inference': True}"]
 
@@ -19,7 +19,7 @@ def translate(ckpt: Path, data: Path, extra: Sequence[str] = (), threads: Option
               options: Sequence[str] = ()) -> Tuple[float, float]:
     """(BLEU, sentences/s) of one eval_bleu.sh run with `options` (e.g. --beam 1) and fairseq-generate
     arguments `extra`, on `threads` threads (default: the caller's OMP_NUM_THREADS)."""
-    env = {**tool_env(), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    env = {**tool_env(), **(threads_env(threads) if threads else {})}
     extra = ["--", *extra] if extra else []
     result = subprocess.run(["bash", str(ROOT / "scripts/eval_bleu.sh"), str(ckpt), str(data), "--json", *options,
                              *extra], capture_output=True, text=True, env=env)
