@@ -17,8 +17,8 @@ set FAIRSEQ_COMPRESS_TEST_CLI_SERVER=0.
 
 Written here because nothing kept does it: multiprocessing's forkserver serves only the process
 that started it, not scripts that bash starts. Commands whose start-up environment differs from
-the server's (PYTHONPATH, thread counts, ...) run the slow way, and so does everything when
-FAIRSEQ_COMPRESS_TEST_CLI_SERVER=0.
+the server's (PYTHONPATH, ...) run the slow way, and so does everything when
+FAIRSEQ_COMPRESS_TEST_CLI_SERVER=0; a command's own thread count (OMP_NUM_THREADS) is served.
 """
 import atexit
 import contextlib
