@@ -1,15 +1,24 @@
 """scripts/corpus/mo_catalog.py against GNU msgfmt/msgunfmt (skipped when gettext is missing)."""
+import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts" / "corpus"))
-from mo_catalog import read_mo  # noqa: E402
+
+
+def load_script(path: Path):
+    """A script of scripts/ as a module, from its file (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+read_mo = load_script(ROOT / "scripts/corpus/mo_catalog.py").read_mo
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("msgfmt") and shutil.which("msgunfmt")), reason="GNU gettext not installed"

@@ -18,13 +18,11 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 import unicodedata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mo_catalog import read_mo  # noqa: E402
+from mo_catalog import read_mo  # beside this file, which Python runs with its folder on sys.path
 
 DEFAULT_PACKAGES = Path(__file__).resolve().parent / "fr_mo_packages.txt"
 CATALOG_DIR = "usr/share/locale/fr/LC_MESSAGES"
