@@ -53,12 +53,13 @@ def load_checkpoint(load: Callable) -> Callable:
 
 def fold_pruning_masks(upgrade: Callable) -> Callable:
     """fairseq's state-dict upgrade, after folding the pruning masks this model does not
-    parametrize, and dropping the layer gates it lacks: the loading model says which to keep, not
-    a process-wide setting."""
+    parametrize, and dropping the layer gates and lottery rewind point it lacks: the loading model
+    says which to keep, not a process-wide setting."""
 
     def upgrade_state_dict(model, state_dict):
         if any(name.endswith(weight_parametrizations.PARAMETRIZED_WEIGHT) for name in state_dict):
-            keep = weight_parametrizations.parametrized_weight_names(model)
+            keep = (weight_parametrizations.parametrized_weight_names(model)
+                    | weight_parametrizations.rewind_point_names(model))
             folded = weight_parametrizations.fold_pruning_masks(state_dict, keep)
             if not any(layer_gates.gated_layers(model)):
                 folded = layer_gates.drop_gates(folded)

@@ -12,7 +12,7 @@ from torch import nn
 
 import fairseq_compress  # noqa: F401
 from fairseq_compress.errors import ConfigError
-from fairseq_compress.modules.weight_parametrizations import rewind_weights
+from fairseq_compress.modules.weight_parametrizations import REWIND_POINT, rewind_point, rewind_weights
 from fairseq_compress.tasks.pruning import (PruningMixin, PruningOptions, attach_masks, check_options,
                                             is_mask_update, lr_schedule_update, measured_sparsity, rewind,
                                             save_rewind_point, target_sparsity, update_masks)
@@ -52,11 +52,15 @@ def test_each_round_removes_the_rate_of_the_survivors_and_rewinds_them_bitwise(s
     attach_masks(model, cfg)
     save_rewind_point(model)
     saved = {name: original.detach().clone() for name, original, _, _ in rewind_weights(model)}
+    saved_others = others(model)
+    assert set(saved_others) == {"a.bias", "b.bias"}  # every parameter that is not a target
     before = masks_of(model)
     for round_ in range(1, cfg.imp_rounds + 1):
-        with torch.no_grad():  # a round of "training": the survivors move, the pruned stay zero
+        with torch.no_grad():  # a round of "training": the survivors move, the pruned stay zero, the rest moves
             for _, original, mask, _ in rewind_weights(model):
                 original.add_(torch.randn_like(original) * 0.1).mul_(mask)
+            for _, parameter, _ in rewind_point(model):
+                parameter.add_(torch.randn_like(parameter) * 0.1)
         trained = {name: original.detach().clone() for name, original, _, _ in rewind_weights(model)}
         update_masks(model, cfg, target_sparsity(cfg, round_ * cfg.imp_round_updates))
         rewind(model)
@@ -75,7 +79,13 @@ def test_each_round_removes_the_rate_of_the_survivors_and_rewinds_them_bitwise(s
         for name, original, mask, _ in rewind_weights(model):
             assert not (mask & ~before[name]).any()  # nothing pruned comes back
             assert torch.equal(original[mask], saved[name][mask]) and (original[~mask] == 0).all()
+        assert all(torch.equal(value, saved_others[name]) for name, value in others(model).items())
         before = after
+
+
+def others(model):
+    """{name: value} of the parameters that are not masked targets."""
+    return {name: parameter.detach().clone() for name, parameter, _ in rewind_point(model)}
 
 
 class Parent:
@@ -83,6 +93,7 @@ class Parent:
 
     def train_step(self, sample, model, *args):
         self.seen = {name: original.detach().clone() for name, original, _, _ in rewind_weights(model)}
+        self.seen_others = others(model)
 
 
 class Task(PruningMixin, Parent):
@@ -101,19 +112,24 @@ def test_the_train_step_saves_the_rewind_point_and_starts_each_round_from_it():
     cfg = imp_options(prune_targets="a|b", imp_rounds=1, imp_round_updates=3, rewind_update=1, max_update=6)
     attach_masks(model, cfg)
     task, optimizer = Task(cfg), Optimizer()
-    trajectory = {}
+    trajectory, trajectory_others = {}, {}
     for update in range(cfg.max_update):
         task.train_step(None, model, None, optimizer, update)
-        trajectory[update] = task.seen
+        trajectory[update], trajectory_others[update] = task.seen, task.seen_others
         with torch.no_grad():  # the update, then the mixin's re-zeroing (optimizer_step)
             for _, original, mask, _ in rewind_weights(model):
                 original.add_(torch.randn_like(original) * 0.1).mul_(mask)
+            for _, parameter, _ in rewind_point(model):
+                parameter.add_(torch.randn_like(parameter) * 0.1)
         if update == 2:
             assert optimizer.optimizer.state  # the first round's moments live until its end
     for name, original, mask, rewind_to in rewind_weights(model):
         assert torch.equal(rewind_to, trajectory[1][name])  # the weights after --rewind-update 1 updates
         start = trajectory[3][name]  # what the second round's first update started from
         assert torch.equal(start[mask], trajectory[1][name][mask]) and (start[~mask] == 0).all()
+    for name, _, rewind_to in rewind_point(model):  # the biases too: the whole network restarts at the rewind point
+        assert torch.equal(rewind_to, trajectory_others[1][name]) and torch.equal(trajectory_others[3][name], rewind_to)
+        assert not torch.equal(trajectory_others[2][name], rewind_to)
     assert measured_sparsity(model) == pytest.approx(RATE, abs=1e-3)
     assert not optimizer.optimizer.state  # the second round started with a new optimizer
 
@@ -133,6 +149,12 @@ def dump(save, update):
 
 def masks_in(state):
     return {k: v for k, v in state.items() if k.endswith(".0.mask")}
+
+
+def rewind_point_in(state):
+    """{parameter name: rewind value} of a lottery ticket's RewindPoint in a checkpoint's model state."""
+    prefix = f"{REWIND_POINT}."
+    return {key[len(prefix):].replace("__", "."): value for key, value in state.items() if key.startswith(prefix)}
 
 
 def sparsity_in(state):
@@ -161,6 +183,11 @@ def test_translation_rounds_rewind_point_and_lr_restart(imp_run):
             assert torch.equal(state[prefix + "0.rewind"], at_rewind_update[prefix + "original"])
             assert not torch.equal(state[prefix + "0.rewind"], before[prefix + "original"])
             assert not torch.equal(state[prefix + "0.rewind"], after[prefix + "original"])
+        point = rewind_point_in(state)  # every other parameter's value at the rewind update, embeddings included
+        assert {"encoder.embed_tokens.weight", "encoder.layers.0.fc1.bias", "decoder.layers.1.final_layer_norm.weight"} <= set(point)
+        for name, value in point.items():
+            assert torch.equal(value, at_rewind_update[name]) and "parametrizations" not in name
+        assert not torch.equal(point["encoder.embed_tokens.weight"], after["encoder.embed_tokens.weight"])
     records = [json.loads(line) for line in re.findall(r"train_inner\W+(\{.*\})", log)]  # --log-format json
     lr = {int(record["num_updates"]): float(record["lr"]) for record in records}
     # after update u the schedule stands at u in the first round, at 2 + u - 4r in round r (--rewind-update 2)
@@ -190,6 +217,9 @@ def test_random_reinit_keeps_the_mask_with_fresh_weights(imp_run, mt_data, tmp_p
         fresh, rewound = control_after[prefix + "0.rewind"], after[prefix + "0.rewind"]
         assert not torch.equal(fresh, rewound) and not torch.equal(fresh, trained[prefix + "original"])
         assert 0.8 < fresh.std() / rewound.std() < 1.25  # the arch's own initialization, drawn again
+    fresh_embeddings = rewind_point_in(control_after)["encoder.embed_tokens.weight"]  # the other parameters too
+    assert not torch.equal(fresh_embeddings, rewind_point_in(after)["encoder.embed_tokens.weight"])
+    assert not torch.equal(fresh_embeddings, trained["encoder.embed_tokens.weight"])
 
 
 def test_the_ticket_generates_quantizes_prunes_and_exports(imp_run, mt_data, tmp_path):
@@ -223,6 +253,7 @@ def test_masked_lm_and_classification_tickets(mlm_data, tmp_path):
         state = torch.load(tmp_path / name / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
         assert sparsity_in(state) == pytest.approx(RATE, abs=1e-3)
         assert sum(key.endswith(".0.rewind") for key in state) == len(masks_in(state))
+        assert "encoder.sentence_encoder.embed_tokens.weight" in rewind_point_in(state)
 
 
 @pytest.mark.parametrize("changes,message", [

@@ -9,8 +9,12 @@ of ``NAME.weight``. A model without those parametrizations (a stock arch in
 ``fold_pruning_masks``, applied where fairseq upgrades a state dict for the model that loads it
 (``fairseq_hooks``). A pruning task's model built to run a checkpoint (``fairseq-generate``,
 ``fairseq-validate``) folds its parametrizations once loaded (``fold_once_loaded``).
+
+A lottery-ticket run (``--prune-schedule imp``) also holds its rewind point: each target's in its
+``PruningMask`` (``NAME.parametrizations.weight.0.rewind``), every other parameter's in the model's
+``RewindPoint`` (``lottery_rewind_point.*``); both are dropped with the rest of the mask state.
 """
-from typing import Collection, Dict, Iterator, Tuple
+from typing import Collection, Dict, Iterator, List, Tuple
 
 import torch
 from torch import nn
@@ -22,6 +26,7 @@ PARAMETRIZED_WEIGHT = ".parametrizations.weight.original"
 PRUNING_MASK = ".parametrizations.weight.0.mask"
 IMPORTANCE = "importance"
 REWIND = "rewind"
+REWIND_POINT = "lottery_rewind_point"
 _PARAMETRIZATION_STATE = ".parametrizations.weight."
 
 
@@ -63,6 +68,52 @@ def optional_state_as_built(mask: PruningMask, state_dict: Dict[str, torch.Tenso
             state_dict.setdefault(name, getattr(mask, buffer))
         else:
             state_dict.pop(name, None)
+
+
+class RewindPoint(nn.Module):
+    """The values a lottery-ticket round rewinds every parameter to that is not a masked target
+    (embeddings, biases, layer norms, heads; each target's ``PruningMask`` holds its own): a round
+    restarts the whole network from the rewind point, as Frankle & Carbin 2019 and Frankle et al. 2020
+    (open_lth) do, not only the pruned layers, which would leave the rest trained for every round so far.
+    Buffers, so they are in each checkpoint and a round resumes exactly."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.names: List[str] = [name for name, _ in model.named_parameters() if _PARAMETRIZATION_STATE not in name]
+        for name in self.names:
+            self.register_buffer(self.buffer_name(name), model.get_parameter(name).detach().clone())
+        self.register_load_state_dict_pre_hook(rewind_point_as_built)
+
+    @staticmethod
+    def buffer_name(parameter: str) -> str:
+        return parameter.replace(".", "__")  # a buffer's name cannot hold dots
+
+
+def rewind_point_as_built(point: RewindPoint, state_dict: Dict[str, torch.Tensor], prefix: str, *args) -> None:
+    """A checkpoint without a rewind point (--restore-file of a dense or pruned model): the loading
+    model's own values stay until the run saves its rewind point."""
+    for name, value in point.named_buffers():
+        state_dict.setdefault(prefix + name, value)
+
+
+def attach_rewind_point(model: nn.Module) -> None:
+    """Give a lottery-ticket model, its targets already parametrized, the rewind point of its other parameters."""
+    model.add_module(REWIND_POINT, RewindPoint(model))
+
+
+def rewind_point(model: nn.Module) -> Iterator[Tuple[str, nn.Parameter, torch.Tensor]]:
+    """(parameter name, parameter, rewind value) of every parameter the model's RewindPoint holds (none
+    without one; `model` may be fairseq's distributed wrapper around it)."""
+    for owner in model.modules():
+        point = owner._modules.get(REWIND_POINT)
+        if isinstance(point, RewindPoint):
+            for name in point.names:
+                yield name, owner.get_parameter(name), point.get_buffer(point.buffer_name(name))
+
+
+def rewind_point_names(model: nn.Module) -> set:
+    """The lottery_rewind_point.* entries of `model`'s own state dict."""
+    return {name for name, _ in model.named_buffers() if f"{REWIND_POINT}." in name}
 
 
 class QATQuantizer(nn.Module):
@@ -109,9 +160,12 @@ def fold_pruning_masks(model_state: Dict[str, torch.Tensor],
                        keep: Collection[str] = ()) -> Dict[str, torch.Tensor]:
     """NAME.weight = original * mask for every masked weight of `model_state`, as stock models
     expect, except the NAME.parametrizations.weight.original entries in `keep`, which stay as
-    they are with their mask (the loading model parametrizes them)."""
+    they are with their mask (the loading model parametrizes them); a lottery ticket's rewind
+    point dropped, except its entries in `keep`."""
     folded = {}
     for name, tensor in model_state.items():
+        if f"{REWIND_POINT}." in name and name not in keep:
+            continue
         if name.endswith(PARAMETRIZED_WEIGHT) and name not in keep:
             prefix = name[: -len(PARAMETRIZED_WEIGHT)]
             mask = model_state.get(prefix + PRUNING_MASK)
@@ -129,11 +183,14 @@ def parametrized_weight_names(model: nn.Module) -> set:
 
 def without_parametrizations(model: nn.Module) -> nn.Module:
     """A pruning task's model holds its weights as parametrizations (original x mask,
-    fake quantization with --qat-bits): make each the plain weight it computes."""
-    for module in model.modules():
+    fake quantization with --qat-bits): make each the plain weight it computes; a lottery ticket's
+    rewind point, training state, goes."""
+    for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        if isinstance(module._modules.get(REWIND_POINT), RewindPoint):
+            delattr(module, REWIND_POINT)
     return model
 
 

@@ -16,11 +16,12 @@ data-parallel rank, so every rank computes the same masks.
 Lottery tickets (``--prune-schedule imp``, Frankle & Carbin 2019; Frankle et al. 2020) run all
 their rounds in one fairseq-train, each ``--imp-round-updates`` long: the round boundaries are
 updates, so a killed round resumes from ``checkpoint_last.pt`` like any run (the rewind weights
-are a buffer of the mask), and nothing outside fairseq-train has to chain R runs, carry the
-rewind weights between them, or tell a resumed round from a new one (``--reset-*`` flags would
-also reset a resumed round's optimizer). At each boundary the mask removes ``--imp-rate`` of the
-surviving weights, the survivors go back to their values at ``--rewind-update`` (or to a fresh
-initialization: ``--ticket-control random-reinit``), Adam's moments restart empty and the LR
+are buffers: of each mask, and of the model's RewindPoint for the other parameters), and nothing
+outside fairseq-train has to chain R runs, carry the rewind weights between them, or tell a
+resumed round from a new one (``--reset-*`` flags would also reset a resumed round's optimizer).
+At each boundary the mask removes ``--imp-rate`` of the surviving weights, the survivors and every
+other parameter (embeddings, biases, norms) go back to their values at ``--rewind-update`` (or to a
+fresh initialization: ``--ticket-control random-reinit``), Adam's moments restart empty and the LR
 schedule restarts at the rewind update (``lr_schedule_update``, applied in fairseq_hooks), as a
 new training from that point would; the last round trains the final ticket.
 """
@@ -45,8 +46,8 @@ from ..compress.structured_pruning import (UNITS, accumulate_importance, attach_
 from ..errors import ConfigError
 from ..modules.layer_gates import attach_layer_gates, gated_layers, set_gate
 from ..modules.scalar_quantizer import BITS
-from ..modules.weight_parametrizations import (PruningMask, QATQuantizer, accept_dense_weight, fold_once_loaded,
-                                               masked_weights, rewind_weights)
+from ..modules.weight_parametrizations import (PruningMask, QATQuantizer, accept_dense_weight, attach_rewind_point,
+                                               fold_once_loaded, masked_weights, rewind_point, rewind_weights)
 
 
 @dataclass
@@ -172,6 +173,8 @@ def attach_masks(model, cfg):
         module.register_load_state_dict_pre_hook(accept_dense_weight)
         if cfg.qat_bits is not None:
             parametrize.register_parametrization(module, "weight", QATQuantizer(cfg.qat_bits))
+    if cfg.prune_schedule == "imp":
+        attach_rewind_point(model)
     scored = []
     for granularity in check_granularities(cfg.prune_granularity):
         if granularity == "layer":
@@ -249,17 +252,22 @@ def lr_schedule_update(cfg, update):
 
 @torch.no_grad()
 def save_rewind_point(model, weights=None):
-    """The weights every round rewinds to: the targets' current values, or those of `weights` (module
-    name -> weight: a fresh initialization)."""
+    """The values every round rewinds to, of every parameter: their current values, or those of
+    `weights` (parameter name -> value, a target as NAME.weight: a fresh initialization)."""
     for name, original, _, rewind in rewind_weights(model):
-        rewind.copy_(original if weights is None else weights[name])
+        rewind.copy_(original if weights is None else weights[f"{name}.weight"])
+    for name, parameter, rewind in rewind_point(model):
+        rewind.copy_(parameter if weights is None else weights[name])
 
 
 @torch.no_grad()
 def rewind(model):
-    """The survivors of each mask back at their rewind values; the pruned ones stay zero."""
+    """Every parameter back at its rewind value: the survivors of each mask (the pruned ones stay
+    zero) and all the others."""
     for _, original, mask, rewind_to in rewind_weights(model):
         original.copy_(rewind_to * mask)
+    for _, parameter, rewind_to in rewind_point(model):
+        parameter.copy_(rewind_to)
 
 
 @torch.no_grad()
@@ -295,14 +303,13 @@ class PruningMixin:
         return model
 
     def fresh_initialization(self, cfg, from_checkpoint):
-        """Target weights of another initialization of the same model (--ticket-control random-reinit),
+        """Every parameter of another initialization of the same model (--ticket-control random-reinit),
         built first (so the task keeps what it builds around the real model, e.g. its BLEU generator)
         on its own seed, leaving the run's random stream as the same run without the control has it."""
         with torch.random.fork_rng():
             torch.manual_seed(self.cfg.seed + REINIT_SEED_OFFSET)
             fresh = super().build_model(cfg, from_checkpoint)
-        return {name: module.weight.detach() for name, module in fresh.named_modules()
-                if isinstance(module, nn.Linear) and re.search(self.cfg.prune_targets, name)}
+        return {name: parameter.detach() for name, parameter in fresh.named_parameters()}
 
     def lr_schedule_update(self, update):
         return lr_schedule_update(self.cfg, update)
