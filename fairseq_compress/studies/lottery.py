@@ -9,6 +9,7 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
      (``random_reinit``, the control);
   2. one-shot magnitude pruning (``oneshot``) of the dense model (``imp_rewind``'s first round) to
      each round's sparsity, fine-tuned for ``round_updates``: as many updates as a ticket's last round;
+     stages 1 and 2 share one queue, the larger arch's runs first, each one-shot run after its imp_rewind run;
   3. test BLEU of every round end and one-shot model (scripts/eval_bleu.sh, one thread each; the IMP runs'
      first round, the same dense model in all three, once);
   4. the CSV: a row per model with its measured sparsity and remaining target weights, and for the
@@ -24,6 +25,7 @@ import json
 import math
 import statistics
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -42,9 +44,9 @@ ARMS = ("imp_rewind", "imp_init", "random_reinit", "oneshot")
 @dataclass
 class Lottery:
     archs: List[str] = field(default_factory=lambda: ["transformer_l2_h128", "transformer_l3_h256"])  # small first
-    rounds: int = 10  # 1 - 0.8^10: 89 % of the targets pruned
-    rate: float = 0.2
-    round_updates: int = 350
+    rounds: int = 4  # 1 - 0.57^4: 89 % of the targets pruned
+    rate: float = 0.43
+    round_updates: int = 600
     rewind_update: int = 50  # imp_rewind's early update (Frankle et al. 2020); imp_init rewinds to 0
 
 
@@ -193,24 +195,39 @@ def main(argv: Optional[List[str]] = None) -> None:
     lottery = config.lottery
     runs = [(arch, seed) for arch in lottery.archs for seed in config.seeds]
 
-    # 1. the three IMP runs of every arch and seed, a checkpoint at each round's end
-    saves = {(arm, arch, seed): out / arm / arch / f"seed{seed}" for arm in ARMS[:3] for arch, seed in runs}
+    # 1-2. in one queue, the larger arch's runs first (the longest first keep both cores busy to the end):
+    #   1. the three IMP runs of every arch and seed, a checkpoint at each round's end;
+    #   2. one-shot pruning of the dense model (imp_rewind's first round) to each round's sparsity, fine-tuned;
+    #      each waits for its imp_rewind run, queued before it (so running or done: no deadlock)
+    saves = {(arm, arch, seed): out / arm / arch / f"seed{seed}"
+             for arch, seed in reversed(runs) for arm in ARMS[:3]}
     all_rounds = (lottery.rounds + 1) * lottery.round_updates
-    in_parallel([lambda k=key, d=save: train(config, data, d, k[1], all_rounds, k[2], imp_flags(config, k[0]))
-                 for key, save in saves.items()], config.jobs)
-    models = {(arm, arch, seed, round_): round_end(save, (round_ + 1) * lottery.round_updates)
-              for (arm, arch, seed), save in saves.items() for round_ in range(lottery.rounds + 1)}
+    dense_done = {run: threading.Event() for run in runs}
 
-    # 2. one-shot pruning of the dense model (the first round's end) to each round's sparsity, fine-tuned
-    stages = []
-    for arch, seed in runs:
-        dense = models[("imp_rewind", arch, seed, 0)].resolve()
+    def imp_run(key: tuple, save: Path) -> None:
+        try:
+            train(config, data, save, key[1], all_rounds, key[2], imp_flags(config, key[0]))
+        finally:
+            if key[0] == "imp_rewind":
+                dense_done[key[1:]].set()
+
+    def oneshot_run(arch: str, seed: int, round_: int, save: Path) -> None:
+        dense_done[(arch, seed)].wait()
+        dense = round_end(saves[("imp_rewind", arch, seed)], lottery.round_updates).resolve()
+        train(config, data, save, arch, lottery.round_updates, seed,
+              ("--prune-sparsity", sparsity(config, round_), "--restore-file", dense, *RESTORE))
+
+    models = {(arm, arch, seed, round_): (save, (round_ + 1) * lottery.round_updates)
+              for (arm, arch, seed), save in saves.items() for round_ in range(lottery.rounds + 1)}
+    stages = [lambda k=key, d=save: imp_run(k, d) for key, save in saves.items()]
+    for arch, seed in reversed(runs):
         for round_ in range(1, lottery.rounds + 1):
             save = out / "oneshot" / arch / f"seed{seed}" / f"round{round_}"
-            models[("oneshot", arch, seed, round_)] = save / "checkpoint_last.pt"
-            flags = ("--prune-sparsity", sparsity(config, round_), "--restore-file", dense, *RESTORE)
-            stages.append(lambda d=save, a=arch, s=seed, f=flags: train(config, data, d, a, lottery.round_updates, s, f))
+            models[("oneshot", arch, seed, round_)] = (save, None)
+            stages.append(lambda a=arch, s=seed, r=round_, d=save: oneshot_run(a, s, r, d))
     in_parallel(stages, config.jobs)
+    models = {key: round_end(save, update) if update else save / "checkpoint_last.pt"
+              for key, (save, update) in models.items()}
 
     # 3. test BLEU of every model, one thread each; the three IMP runs share their first round (the same
     #    seed and updates: rewinding and the control's fresh draw change nothing before the first mask), scored once
