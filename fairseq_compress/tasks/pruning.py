@@ -79,11 +79,13 @@ class PruningOptions(FairseqDataclass):
                                                            "removes, in (0, 1)"})
     imp_round_updates: int = field(default=0, metadata={"help": "imp: updates per round; --max-update must be "
                                                                 "(--imp-rounds + 1) x this"})
-    rewind_update: int = field(default=0, metadata={"help": "imp: the survivors rewind to their values at this "
-                                                            "update of the first round (0: initialization)"})
+    rewind_update: int = field(default=0, metadata={"help": "imp: the survivors and every other parameter "
+                                                            "rewind to their values at this update of the first "
+                                                            "round (0: initialization)"})
     ticket_control: ChoiceEnum(["none", "random-reinit"]) = field(
-        default="none", metadata={"help": "imp: random-reinit sets the survivors to a fresh initialization instead "
-                                          "of rewinding them (the control of Frankle & Carbin 2019)"})
+        default="none", metadata={"help": "imp: random-reinit sets the survivors and every other parameter to a "
+                                          "fresh initialization instead of rewinding them (the control of Frankle & "
+                                          "Carbin 2019)"})
     qat_bits: Optional[int] = field(
         default=None, metadata={"help": "fake-quantize the targets to this many bits in the forward pass (straight-"
                                         "through), as fairseq-compress quantize will store them"})
