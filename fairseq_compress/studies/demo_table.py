@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..plotting import pyplot
+
 COLUMNS = ["artifact", "mb", "bleu", "sentences_per_s", "signature"]
 
 
@@ -48,11 +50,7 @@ def to_csv(args):
 
 
 def plot(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = read_rows(args.table)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for axis, column, label in ((axes[0], "mb", "MB on disk"), (axes[1], "sentences_per_s", "sentences/s (1 thread)")):
