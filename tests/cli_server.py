@@ -149,12 +149,13 @@ def serve(path: str) -> None:
         request, fds = _receive(conn, max_fds=3)
         if request is None:
             conn.close()
-        elif any(request["env"].get(k) != os.environ.get(k) for k in STARTUP_ENV) or not _threads(request["env"]):
+        elif (any(request["env"].get(k) != os.environ.get(k) for k in STARTUP_ENV)
+              or not (threads := _threads(request["env"]))):
             _send(conn, {"fallback": True})
             conn.close()
         elif os.fork() == 0:
             listener.close()
-            _manage(conn, request, fds)
+            _manage(conn, request, fds, threads)
         for fd in fds:
             os.close(fd)
         conn.close()
@@ -170,13 +171,13 @@ def _threads(env: dict) -> int:
     return int(omp) if omp.isdigit() and int(omp) > 0 and env.get("MKL_NUM_THREADS", omp) == omp else 0
 
 
-def _manage(conn: socket.socket, request: dict, fds) -> None:
+def _manage(conn: socket.socket, request: dict, fds, threads: int) -> None:
     """In the forked manager: fork the command, relay signals, report how it ended."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _run_command(request, fds)
+        _run_command(request, fds, threads)
     for fd in fds:
         os.close(fd)
     _send(conn, {"pid": pid})
@@ -197,8 +198,9 @@ def _manage(conn: socket.socket, request: dict, fds) -> None:
         os.kill(pid, message["signal"])
 
 
-def _run_command(request: dict, fds) -> None:
-    """In the forked command: become `python SCRIPT ARGS` in the caller's cwd, env, thread count and stdio."""
+def _run_command(request: dict, fds, threads: int) -> None:
+    """In the forked command: become `python SCRIPT ARGS` in the caller's cwd, env, stdio and `threads`
+    (its thread count, from _threads)."""
     import logging
     import runpy
 
@@ -208,7 +210,6 @@ def _run_command(request: dict, fds) -> None:
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
-    threads = _threads(request["env"])
     os.environ.clear()
     os.environ.update(request["env"])
     if threads != torch.get_num_threads():

@@ -211,23 +211,22 @@ def main(argv: Optional[List[str]] = None) -> None:
             if key[0] == "imp_rewind":
                 dense_done[key[1:]].set()
 
-    def oneshot_run(arch: str, seed: int, round_: int, save: Path) -> None:
+    def oneshot_save(arch: str, seed: int, round_: int) -> Path:
+        return out / "oneshot" / arch / f"seed{seed}" / f"round{round_}"
+
+    def oneshot_run(arch: str, seed: int, round_: int) -> None:
         dense_done[(arch, seed)].wait()
         dense = round_end(saves[("imp_rewind", arch, seed)], lottery.round_updates).resolve()
-        train(config, data, save, arch, lottery.round_updates, seed,
+        train(config, data, oneshot_save(arch, seed, round_), arch, lottery.round_updates, seed,
               ("--prune-sparsity", sparsity(config, round_), "--restore-file", dense, *RESTORE))
 
-    models = {(arm, arch, seed, round_): (save, (round_ + 1) * lottery.round_updates)
+    rounds = range(1, lottery.rounds + 1)
+    oneshots = [(arch, seed, round_) for arch, seed in reversed(runs) for round_ in rounds]
+    in_parallel([lambda k=key, d=save: imp_run(k, d) for key, save in saves.items()] +
+                [lambda o=oneshot: oneshot_run(*o) for oneshot in oneshots], config.jobs)
+    models = {(arm, arch, seed, round_): round_end(save, (round_ + 1) * lottery.round_updates)
               for (arm, arch, seed), save in saves.items() for round_ in range(lottery.rounds + 1)}
-    stages = [lambda k=key, d=save: imp_run(k, d) for key, save in saves.items()]
-    for arch, seed in reversed(runs):
-        for round_ in range(1, lottery.rounds + 1):
-            save = out / "oneshot" / arch / f"seed{seed}" / f"round{round_}"
-            models[("oneshot", arch, seed, round_)] = (save, None)
-            stages.append(lambda a=arch, s=seed, r=round_, d=save: oneshot_run(a, s, r, d))
-    in_parallel(stages, config.jobs)
-    models = {key: round_end(save, update) if update else save / "checkpoint_last.pt"
-              for key, (save, update) in models.items()}
+    models.update({("oneshot", *oneshot): oneshot_save(*oneshot) / "checkpoint_last.pt" for oneshot in oneshots})
 
     # 3. test BLEU of every model, one thread each; the three IMP runs share their first round (the same
     #    seed and updates: rewinding and the control's fresh draw change nothing before the first mask), scored once
