@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+TIMED_VALIDATE = "timed-validate"
+
 
 def _size(args):
     from .compress.size import checkpoint_size, format_size_report
@@ -118,6 +120,18 @@ def _summarize(args):
     summarize(args.sweep_dir, args.y, args.csv)
 
 
+def _timed_validate(args):
+    from .validation import timed_validate
+
+    timed_validate(args.validate_args)
+
+
+def _validation_summary(args):
+    from .validation import summary
+
+    print(json.dumps(summary(sys.stdin.read(), args.metric)))
+
+
 def add_compress_command(commands, name, help, run):
     """A subcommand that reads --path and writes a compressed checkpoint to --out."""
     command = commands.add_parser(name, help=help)
@@ -230,11 +244,24 @@ def build_parser():
     summary.add_argument("--y", choices=("ppl", "bleu", "loss"), default="ppl")
     summary.add_argument("--csv", metavar="CSV", help="also write the table here")
     summary.set_defaults(run=_summarize)
+    timed = commands.add_parser(TIMED_VALIDATE, add_help=False, help="the stock fairseq-validate, the same "
+                                "arguments, with its forward passes timed: a last 'timed' record (sentences/s)")
+    timed.add_argument("validate_args", nargs=argparse.REMAINDER, metavar="FAIRSEQ_VALIDATE_ARGS")
+    timed.set_defaults(run=_timed_validate)
+    validation = commands.add_parser("validation-summary", help="one metric of a fairseq-validate log (--log-format "
+                                     "json) on stdin as JSON: test (dev without a test subset) and dev values, and "
+                                     "the speed of a timed-validate log")
+    validation.add_argument("--metric", default="accuracy", help="a key of the subsets' records")
+    validation.set_defaults(run=_validation_summary)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv[:1] == [TIMED_VALIDATE]:  # every further argument is fairseq-validate's, --help and options first too
+        args = argparse.Namespace(command=TIMED_VALIDATE, validate_args=argv[1:], run=_timed_validate)
+    else:
+        args = build_parser().parse_args(argv)
     if hasattr(args, "path") and not os.path.isfile(args.path):
         sys.exit(f"fairseq-compress {args.command}: error: --path {args.path}: no such file")
     for flag in ("config",):

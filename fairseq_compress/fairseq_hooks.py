@@ -16,10 +16,16 @@ functions, each once, whatever was imported first:
 
 Each replacement is recorded in ``INSTALLED`` against the original, so a
 second ``install()`` does nothing and ``installed()`` can check the chain.
+
+``time_validation()`` changes two more, for ``fairseq-compress timed-validate`` only, in that
+command's own process: ``FairseqTask.valid_step`` (timed: fairseq-validate reports no speed) and
+``logging.progress_bar.progress_bar`` (cut at ``--max-valid-steps``, which fairseq-train honours
+and fairseq-validate ignores).
 """
 import os
 import sys
-from typing import Callable, Dict, Tuple
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +34,9 @@ from fairseq.data import data_utils
 from fairseq.dataclass.configs import DistributedTrainingConfig
 from fairseq.distributed import utils as distributed_utils
 from fairseq.file_io import PathManager
+from fairseq.logging import progress_bar
 from fairseq.models import BaseFairseqModel
+from fairseq.tasks import FairseqTask
 from fairseq.trainer import Trainer
 
 from . import checkpoint_safety, errors
@@ -189,3 +197,26 @@ def installed() -> bool:
     """Whether every replacement is the one in effect."""
     return len(INSTALLED) == len(_replacements()) and all(
         getattr(owner, name) is new for (owner, name), (_, new) in INSTALLED.items())
+
+
+def time_validation(totals: Dict[str, float], max_valid_steps: Optional[int]) -> None:
+    """fairseq-compress timed-validate: every valid step (the criterion's forward under no_grad) timed into
+    totals["seconds"] and its sentences counted into totals["sentences"], model loading and data reading
+    excluded; each subset cut to its first `max_valid_steps` batches when given. No task the plugin validates
+    (sentence_prediction and its _pruning twin) overrides valid_step."""
+    valid_step = FairseqTask.valid_step
+
+    def timed_valid_step(self, sample, model, criterion):
+        start = time.perf_counter()
+        result = valid_step(self, sample, model, criterion)
+        if torch.cuda.is_available():  # CUDA kernels run asynchronously: wait for this step's
+            torch.cuda.synchronize()
+        totals["seconds"] += time.perf_counter() - start
+        totals["sentences"] += int(result[2].get("nsentences", 0))
+        return result
+
+    FairseqTask.valid_step = timed_valid_step
+    if max_valid_steps is not None:
+        # fairseq_cli.validate hands each subset's CountingIterator to the progress bar; take() truncates it.
+        bar = progress_bar.progress_bar
+        progress_bar.progress_bar = lambda iterator, **kwargs: bar(iterator.take(max_valid_steps), **kwargs)

@@ -3,7 +3,7 @@
 # fairseq-validate on the dev (and test, when prepared) split of a task from
 # prepare_glue.sh. Prints {"accuracy": test (or dev when there is no test),
 # "dev_accuracy": dev} and keeps the log next to the checkpoint (CKPT.validate.log).
-# --speed times the forward passes (scripts/lib/timed_validate.py: the same fairseq-validate)
+# --speed times the forward passes (fairseq-compress timed-validate: the same fairseq-validate)
 # and adds "sentences_per_s" over both splits; --speed-sentences N times (and scores) only a sample
 # of each split, its first N sentences in whole batches (fairseq's --max-valid-steps; the batches
 # come in a seeded random order). Arguments after -- go to fairseq-validate.
@@ -27,10 +27,10 @@ if [[ -n $SPEED_SENTENCES ]]; then
   [[ $SPEED_SENTENCES =~ ^[1-9][0-9]*$ ]] || die "--speed-sentences must be a positive integer, got '$SPEED_SENTENCES'"
   SPEED=1 sample=(--max-valid-steps $(((SPEED_SENTENCES + BATCH_SIZE - 1) / BATCH_SIZE)))
 fi
-if ((SPEED)); then validate=("$PY" "$ROOT/scripts/lib/timed_validate.py"); fi
+if ((SPEED)); then validate=(fairseq-compress timed-validate); fi
 "${validate[@]}" "$DATA" --user-dir "$USER_DIR" --path "$CKPT" \
   --task sentence_prediction --criterion sentence_prediction --num-classes "$n_classes" \
   --max-positions "$MAX_POSITIONS" --shorten-method truncate \
   --valid-subset "$subsets" --batch-size "$BATCH_SIZE" "${sample[@]}" --num-workers 0 --log-format json "${EXTRA[@]}" > "$LOG" 2>&1 \
   || { tail -n 5 "$LOG" >&2; die "fairseq-validate failed (log: $LOG)"; }
-"$PY" "$ROOT/scripts/lib/validate_json.py" --metric accuracy < "$LOG"
+fairseq-compress validation-summary --metric accuracy < "$LOG"

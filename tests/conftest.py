@@ -84,10 +84,10 @@ def command_env(env=None):
             **(env or {})}
 
 
-def run(cmd, check=True, cwd=ROOT, env=None):
-    """Run a command with the venv's tools first on PATH; return the CompletedProcess."""
+def run(cmd, check=True, cwd=ROOT, env=None, input=None):
+    """Run a command with the venv's tools first on PATH (`input` on its stdin); return the CompletedProcess."""
     result = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=command_env(env), capture_output=True, text=True
+        [str(c) for c in cmd], cwd=cwd, env=command_env(env), capture_output=True, text=True, input=input
     )
     if check and result.returncode != 0:
         raise AssertionError(

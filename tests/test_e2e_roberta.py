@@ -65,3 +65,21 @@ def test_eval_cls_speed_times_the_same_validation(finetuned):
     assert log_records(checkpoint.with_suffix(".validate.log").read_text(), "timed")[-1]["sentences"] == 256
     one_line_error(run(eval_cls + ["--speed-sentences", "0"], check=False),
                    "--speed-sentences must be a positive integer, got '0'")
+
+
+def test_timed_validate_takes_fairseq_validates_command_line(finetuned):
+    """fairseq-compress timed-validate hands every argument to fairseq-validate, options before DATA too, and
+    validation-summary reads its log; a log without the metric, or no batch to time, is one line."""
+    cls_bin, checkpoint, n_classes = finetuned
+    validate = ["--path", checkpoint, cls_bin, "--user-dir", USER_DIR, "--task", "sentence_prediction",
+                "--criterion", "sentence_prediction", "--num-classes", n_classes, "--max-positions",
+                TOKENS_PER_SAMPLE, "--batch-size", "64", "--log-format", "json", "--max-valid-steps", "1"]
+    timed = run(["fairseq-compress", "timed-validate", *validate])
+    log = timed.stdout + timed.stderr
+    assert log_records(log, "timed")[-1]["sentences"] == 64  # one batch of the dev split
+    summary = run(["fairseq-compress", "validation-summary"], input=log)
+    assert set(json.loads(summary.stdout)) == {"accuracy", "dev_accuracy", "sentences_per_s"}
+    one_line_error(run(["fairseq-compress", "validation-summary", "--metric", "f1"], check=False, input=log),
+                   "fairseq-compress validation-summary: error: the fairseq-validate log has no f1")
+    one_line_error(run(["fairseq-compress", "timed-validate", *validate, "--max-valid-steps", "0"], check=False),
+                   "fairseq-compress timed-validate: error: --max-valid-steps must be a positive integer")

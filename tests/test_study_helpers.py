@@ -226,7 +226,7 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
     from-scratch runs (arch, the small arch) lr 0.002 with 100 warmup updates and 1024-token batches, the
     fine-tunes (masked and dense) lr 0.0005 with 1; cls, every run the RoBERTa GLUE recipe (lr 3e-4, batch 32,
     6 % warmup) from its masked LM, the fine-tunes validated and saved at their end only. fairseq-train (which
-    saves an empty checkpoint_best.pt), fairseq-validate and the pipelines' python are stubs."""
+    saves an empty checkpoint_best.pt), fairseq-validate and fairseq-compress are stubs."""
     from fairseq_compress.studies import structured
     from fairseq_compress.studies.study_config import load_config
 
@@ -237,8 +237,9 @@ def test_structured_stages_train_with_their_own_recipes(task, tmp_path, monkeypa
         f'#!/usr/bin/env bash\n[[ " $* " == *" --help "* ]] && exit 0\nprintf "%s\\n" "$*" >> {received}\n'
         'while (($#)); do [[ $1 == --save-dir ]] && touch "$2/checkpoint_best.pt"; shift; done; exit 0\n')
     (stubs / "fairseq-validate").write_text("#!/usr/bin/env bash\n")
-    (stubs / "python").write_text(f'#!/usr/bin/env bash\n[[ $1 == */recipes.py ]] && exec {sys.executable} "$@"\n'  # the recipes are real
-                                  'echo \'{"accuracy": 50.0, "dev_accuracy": 50.0}\'\n')
+    (stubs / "python").write_text(f'#!/usr/bin/env bash\nexec {sys.executable} "$@"\n')  # the recipes are real
+    (stubs / "fairseq-compress").write_text(  # eval_cls.sh's validation-summary
+        '#!/usr/bin/env bash\necho \'{"accuracy": 50.0, "dev_accuracy": 50.0}\'\n')
     for stub in stubs.iterdir():
         stub.chmod(0o755)
     monkeypatch.setenv("VENV", str(tmp_path / "venv"))  # scripts/lib/common.sh: its PATH and PY

@@ -11,8 +11,8 @@ STRUCTURED_SMOKE = ROOT / "fairseq_compress/studies/configs/structured_mt_smoke.
 
 
 def test_structured_study_smoke(word_mt, study, tmp_path):
-    """Task mt end to end (task cls's race, a fresh fairseq-validate per contender and thread, does not fit the
-    suite's minute: test_study_helpers.py::test_structured_stages_train_with_their_own_recipes checks its stages)."""
+    """Task mt end to end (task cls's smoke, about 80 s with its race of 20 fairseq-validate in a row, does not fit
+    the suite's minute: test_study_helpers.py::test_structured_stages_train_with_their_own_recipes checks its stages)."""
     data, _ = word_mt
     results = tmp_path / "results"
     args = ["--config", STRUCTURED_SMOKE, f"data={data}", f"out={tmp_path / 'study'}", f"results={results}"]

@@ -1,7 +1,7 @@
 """The statistics fairseq writes with --log-format json, read back from its log: every line
 "<time> | INFO | <tag> | {json}" under one tag: 'train_inner' every --log-interval updates,
 'train' at the end of an epoch, the subset's name ('valid', 'test') for each scored subset,
-and 'timed' from scripts/lib/timed_validate.py. fairseq formats every number as a string; they
+and 'timed' from fairseq-compress timed-validate. fairseq formats every number as a string; they
 come back as floats. End-of-epoch and subset records prefix their keys with the tag
 ("train_loss", "valid_accuracy"); the prefix is removed, so every tag's records share key
 names ("loss", "num_updates") with the 'train_inner' ones."""
