@@ -6,23 +6,6 @@ import pytest
 
 from conftest import MOTS, ROOT, WORDS, log_records, one_line_error, run, script, sentences, write_parallel
 
-def test_start_job_fills_the_first_free_slot_and_a_failed_job_stops_the_script(tmp_path):
-    # The first job ends only once the third has run: waiting for the oldest job to free a slot
-    # would deadlock (the timeout), waiting for whichever ends first does not.
-    jobs = f"""source {ROOT}/scripts/lib/common.sh
-    JOBS=2
-    start_job bash -c 'while [ ! -f {tmp_path}/flag ]; do sleep 0.05; done'
-    start_job true
-    start_job touch {tmp_path}/flag
-    finish_jobs
-    echo all done"""
-    assert run(["timeout", "30", "bash", "-c", jobs]).stdout.strip() == "all done"
-    failing = f"""source {ROOT}/scripts/lib/common.sh
-    start_job false; start_job sleep 0.2; start_job true; finish_jobs; echo not reached"""
-    result = run(["bash", "-c", failing], check=False)
-    assert result.returncode == 2 and "not reached" not in result.stdout
-    one_line_error(result, "a background job failed")
-
 
 @pytest.mark.parametrize("compress", [False, True], ids=["wmt14-layout", "gzipped"])
 def test_prepare_mt_layouts_and_rerun(tmp_path, compress):

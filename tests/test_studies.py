@@ -5,11 +5,13 @@ no file of the study's folder."""
 import csv
 import gzip
 import json
+import logging
+import os
 
 import pytest
 
 from conftest import ROOT, TRAIN_MLM, file_times, run
-from fairseq_compress.studies import cls_regime, distillation, distillation_cls, lottery
+from fairseq_compress.studies import cls_regime, demo, demo_table, distillation, distillation_cls, lottery
 
 CONFIGS = ROOT / "fairseq_compress/studies/configs"
 
@@ -209,3 +211,83 @@ def test_cls_regime_study_bad_input(mlm_data, study, tmp_path):
     for overrides, fragments in bad:
         study.error(cls_regime, args + overrides, *fragments)
     assert not (tmp_path / "study").exists()
+
+
+DEMO_ARTIFACTS = ["dense fp32", "int8 (fairseq-generate)", "shrunk 50% heads+FFN, fine-tuned", "shrunk + int8", "iPQ",
+                  "shrunk, CTranslate2 int8"]
+
+
+def test_demo_smoke(word_mt, study, tmp_path, caplog):
+    """The demo's stages end to end on a prepared data-bin: every artifact's row, its recipe in the trainings,
+    nothing of matplotlib's set-up logged, and a rerun that makes nothing."""
+    data, _ = word_mt
+    out, results = tmp_path / "demo", tmp_path / "results"
+    results.mkdir()
+    args = ["--config", CONFIGS / "demo_smoke.yaml", f"data={data}", f"out={out}", f"results={results}"]
+    caplog.set_level(logging.DEBUG)
+    printed = study.run(demo, args)
+    with open(results / "demo.csv") as f:
+        rows = {row["artifact"]: row for row in csv.DictReader(f)}
+    assert list(rows) == DEMO_ARTIFACTS and list(rows["iPQ"]) == demo_table.COLUMNS
+    assert all(0 <= float(r["bleu"]) <= 100 and float(r["sentences_per_s"]) > 0 for r in rows.values())
+    mb = {name: float(row["mb"]) for name, row in rows.items()}
+    assert mb["iPQ"] < mb["int8 (fairseq-generate)"] < mb["dense fp32"]
+    assert mb["shrunk + int8"] < mb["shrunk 50% heads+FFN, fine-tuned"] < mb["dense fp32"]
+    assert "| shrunk, CTranslate2 int8 |" in printed and "sacreBLEU signature: nrefs:1" in printed
+    assert (results / "demo.png").stat().st_size > 10_000
+    assert not [r for r in caplog.records if r.name.startswith("matplotlib") and r.levelno < logging.WARNING]
+    assert "--stop-time-minutes 0.05" in (out / "dense/.train_command").read_text()
+    tuned = (out / "shrunk_ft/.train_command").read_text()
+    assert "--max-update 4" in tuned and "--lr 0.0005" in tuned and f"--restore-file {out / 'shrunk.pt'}" in tuned
+
+    before = file_times(out)
+    study.run(demo, args)  # every stage reused
+    assert file_times(out) == before
+
+
+def test_demo_bad_input(word_mt, study, tmp_path):
+    data, _ = word_mt
+    args = ["--config", CONFIGS / "demo_smoke.yaml", f"data={data}", f"out={tmp_path / 'demo'}", f"results={tmp_path}"]
+    bad = [(["minutes=0"], ["minutes must be a positive number", "got 0"]),
+           (["shrink.heads_keep=0"], ["shrink.heads_keep must be a fraction in (0, 1]"]),
+           (["finetune.updates=0"], ["finetune.updates must be a positive integer, got 0"]),
+           (["ipq.config=bert"], ["ipq.config=bert: no fairseq_compress/config/ipq/bert.yaml"]),
+           ([f"raw={tmp_path}"], [f"raw={tmp_path} holds no train.en(.gz)"]),
+           ([f"data={tmp_path}"], [f"with raw null, data={tmp_path} must be a data-bin of scripts/prepare_mt.sh"]),
+           ([f"results={tmp_path / 'none'}"], ["results=", "is not a directory"]),
+           (["minutes=soon"], ["minutes"])]
+    for overrides, fragments in bad:
+        study.error(demo, args + overrides, *fragments)
+    assert not (tmp_path / "demo").exists()
+    study.command_line_error(demo, args + ["minutes=0"], "minutes must be a positive number")
+
+
+def test_demo_remakes_what_a_newer_source_is_made_from(tmp_path):
+    source, out = tmp_path / "model.pt", tmp_path / "int8.pt"
+    source.touch()
+    demo.make(out, source, ["touch", out])
+    made = out.stat().st_mtime_ns
+    demo.make(out, source, ["false"])  # newer than its source: not run
+    os.utime(source, ns=(made + 10**9, made + 10**9))  # the source remade
+    demo.make(out, source, ["touch", out])
+    assert out.stat().st_mtime_ns > made
+
+
+def test_demo_table_rows_of_checkpoints_and_ctranslate2_directories(mt_checkpoint, tmp_path):
+    ct2 = tmp_path / "ct2"
+    ct2.mkdir()
+    (ct2 / "model.bin").write_bytes(b"x" * 2_000_000)
+    rows = []
+    for name, artifact, speed in (("dense", mt_checkpoint, 49.35), ("ct2", ct2, 303.67)):
+        bleu = tmp_path / f"{name}.bleu.json"
+        bleu.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3, "sentences_per_s": speed}))
+        rows.append(demo_table.row(name, artifact, bleu))
+    old = tmp_path / "old.bleu.json"
+    old.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3}))
+    with pytest.raises(SystemExit, match="old.bleu.json has no sentences_per_s .* delete it and rerun"):
+        demo_table.row("old", ct2, old)
+    assert rows[1]["mb"] == 2.0 and rows[1]["sentences_per_s"] == 303.67
+    model_bytes = json.loads(run(["fairseq-compress", "size", "--path", mt_checkpoint, "--json"]).stdout)["model_bytes"]
+    assert rows[0]["mb"] == round(model_bytes / 1e6, 2)  # the model, not the Adam state beside it
+    shown = demo_table.markdown(rows)
+    assert "| ct2 | 2.00 | 12.50 | 303.7 |" in shown and "nrefs:1|case:mixed" in shown

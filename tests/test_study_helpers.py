@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import BIN, ROOT, log_records, one_line_error, run
-from fairseq_compress.studies import demo_table, train_stats
+from fairseq_compress.studies import train_stats
 from fairseq_compress.studies.drophead import run_summary, valid_curves, valid_once, valid_points
 
 # Lines as fairseq 0.12 writes them with --log-format json (from a real train_mt.sh log).
@@ -111,33 +111,6 @@ def test_pretraining_curves_plot_both_runs(tmp_path):
     assert {"run": "electra", "num_updates": "75", "metric": "disc_acc_replaced", "value": "2.5"} in rows
     assert {"run": "mlm", "num_updates": "75", "metric": "ppl", "value": "700.0"} in rows
     assert (tmp_path / "c.png").stat().st_size > 10_000
-
-
-def test_demo_table_reads_bleu_size_and_speed_of_checkpoints_and_ctranslate2_directories(mt_checkpoint, tmp_path):
-    ct2 = tmp_path / "ct2"
-    ct2.mkdir()
-    (ct2 / "model.bin").write_bytes(b"x" * 2_000_000)
-    table = tmp_path / "t.jsonl"
-    lib = ["-m", "fairseq_compress.studies.demo_table"]
-    for name, artifact, speed in (("dense", mt_checkpoint, 49.35), ("ct2", ct2, 303.67)):
-        bleu = tmp_path / f"{name}.bleu.json"
-        bleu.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3, "sentences_per_s": speed}))
-        run([sys.executable, *lib, "add", "--table", table, "--artifact-name", name, "--artifact", artifact, "--bleu-json", bleu])
-    old = tmp_path / "old.bleu.json"
-    old.write_text(json.dumps({"bleu": 12.5, "signature": "nrefs:1|case:mixed", "sentences": 3}))
-    refused = run([sys.executable, *lib, "add", "--table", table, "--artifact-name", "old", "--artifact", ct2,
-                   "--bleu-json", old], check=False)
-    one_line_error(refused, "old.bleu.json has no sentences_per_s", "delete it and rerun")
-    rows = {row["artifact"]: row for row in demo_table.read_rows(table)}
-    assert rows["dense"]["sentences_per_s"] == 49.35 and rows["ct2"]["sentences_per_s"] == 303.67
-    assert rows["ct2"]["mb"] == 2.0
-    model_bytes = json.loads(run(["fairseq-compress", "size", "--path", mt_checkpoint, "--json"]).stdout)["model_bytes"]
-    assert rows["dense"]["mb"] == round(model_bytes / 1e6, 2)  # the model, not the Adam state beside it
-    shown = run([sys.executable, *lib, "show", "--table", table]).stdout
-    assert "| ct2 | 2.00 | 12.50 | 303.7 |" in shown and "nrefs:1|case:mixed" in shown
-    plotted = run([sys.executable, *lib, "plot", "--table", table, "--png", tmp_path / "t.png"])
-    assert (tmp_path / "t.png").stat().st_size > 10_000
-    assert "DEBUG:matplotlib" not in plotted.stderr  # the demo's output stays readable (fairseq's root logger)
 
 
 @pytest.mark.parametrize("task,metric,prefix", [("mt", "bleu", "structured"), ("cls", "accuracy", "structured_cls")])

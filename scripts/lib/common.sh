@@ -45,44 +45,6 @@ parse_args() {
   done
 }
 
-# start_job CMD...: run CMD in the background on one thread, at most JOBS (default 2, one per
-# core) at a time: waits for whichever running job ends first. finish_jobs waits for the rest;
-# a failed job stops the script.
-RUNNING_JOBS=()
-start_job() {
-  if ((${#RUNNING_JOBS[@]} >= ${JOBS:-2})); then
-    # Polled, not `wait -n PID...`: bash 5.2 skips a listed job it has already reaped and dropped
-    # from its job table ("no such job") and blocks on the others, a deadlock when they wait for
-    # the job about to start. `wait PID` still finds a reaped job's status (bash keeps it).
-    local ended='' pid still=()
-    while [[ -z $ended ]]; do
-      for pid in "${RUNNING_JOBS[@]}"; do
-        if ! kill -0 "$pid" 2> /dev/null; then ended=$pid; break; fi
-      done
-      [[ -n $ended ]] || sleep 0.1
-    done
-    wait "$ended" || die "a background job failed (see the log above)"
-    for pid in "${RUNNING_JOBS[@]}"; do [[ $pid == "$ended" ]] || still+=("$pid"); done
-    RUNNING_JOBS=("${still[@]}")
-  fi
-  OMP_NUM_THREADS=1 "$@" &
-  RUNNING_JOBS+=($!)
-}
-finish_jobs() {
-  local pid
-  for pid in "${RUNNING_JOBS[@]}"; do wait "$pid" || die "a background job failed (see the log above)"; done
-  RUNNING_JOBS=()
-}
-
-# run_once FILE CMD...: run CMD with stdout to FILE unless FILE exists; a killed step leaves no FILE.
-run_once() {
-  local file=$1
-  shift
-  [[ -f $file ]] && return
-  "$@" > "$file.tmp"
-  mv "$file.tmp" "$file"
-}
-
 require_dir() { [[ -d $1 ]] || die "$2 '$1' is not a directory"; }
 
 # input_file DIR NAME: DIR/NAME or DIR/NAME.gz, whichever exists.
