@@ -8,7 +8,7 @@ setup(
     version="0.1.0",
     description="fairseq plugin: train Transformers efficiently, then compress them",
     packages=find_packages(include=["fairseq_compress", "fairseq_compress.*"]),
-    package_data={"fairseq_compress": ["config/**/*.yaml", "studies/configs/*.yaml"]},
+    package_data={"fairseq_compress": ["config/**/*.yaml", "studies/configs/*.yaml", "corpus/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6",

@@ -7,7 +7,7 @@
 # generation crawl. Extra arguments after -- go to fairseq-generate and win.
 # CKPT may also be a CTranslate2 model directory (fairseq-compress export --format
 # ctranslate2): it translates DATA/raw/SPLIT.SRC with the same beam, batches and
-# caps (scripts/lib/ct2_translate.py), and is scored the same way. --json also reports the
+# caps (fairseq_compress/pipelines/ct2_translate.py), and is scored the same way. --json also reports the
 # runtime's own speed (sentences_per_s, model loading excluded). --vmap restricts a CTranslate2
 # model's output vocabulary with the vocabulary map it was exported with (export --vmap).
 set -euo pipefail
@@ -29,7 +29,7 @@ dicts=("$DATA"/dict.*.txt)
 bins=("$DATA/$SPLIT".*-*.*.bin)
 shopt -u nullglob
 ((${#dicts[@]} == 2)) || die "$DATA must hold exactly two dict.LANG.txt files (found ${#dicts[@]})"
-"$PY" "$ROOT/scripts/lib/spm.py" check-dict --model "$DATA/spm.model" --dict "${dicts[@]}" || exit 2
+"$PY" "$USER_DIR/pipelines/spm.py" check-dict --model "$DATA/spm.model" --dict "${dicts[@]}" || exit 2
 # The target language is the one whose binarized split ends in .TGT.bin after SRC-TGT.
 ((${#bins[@]})) || die "no binarized '$SPLIT' split in $DATA (--split must be valid or test)"
 pair=$(basename "${bins[0]}" | cut -d. -f2)
@@ -44,7 +44,7 @@ if [[ -d $CKPT ]]; then
   [[ -f $DATA/raw/$SPLIT.$SRC_LANG ]] || die "missing source $DATA/raw/$SPLIT.$SRC_LANG"
   vmap=()
   [[ $VMAP == 1 ]] && vmap=(--use-vmap)
-  "$PY" "$ROOT/scripts/lib/ct2_translate.py" --model "$CKPT" --src "$DATA/raw/$SPLIT.$SRC_LANG" --out "$HYP" \
+  "$PY" "$USER_DIR/pipelines/ct2_translate.py" --model "$CKPT" --src "$DATA/raw/$SPLIT.$SRC_LANG" --out "$HYP" \
     --beam "$BEAM" --batch-size "$BATCH" --max-len-a 1.5 --max-len-b 10 "${vmap[@]}" 2> "$HYP.log" \
     || { tail -n 3 "$HYP.log" >&2; die "CTranslate2 translation failed (log: $HYP.log)"; }
 else
@@ -54,8 +54,8 @@ else
     || { tail -n 3 "$HYP.log" >&2; die "fairseq-generate failed (log: $HYP.log)"; }
   # fairseq-generate prints hypotheses as H-<id>\t<score>\t<pieces>, out of order.
   grep -P '^H-\d+\t' "$HYP.generate" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \
-    | "$PY" "$ROOT/scripts/lib/spm.py" decode --model "$DATA/spm.model" > "$HYP"
+    | "$PY" "$USER_DIR/pipelines/spm.py" decode --model "$DATA/spm.model" > "$HYP"
 fi
 json=()
 [[ $JSON == 1 ]] && json=(--json)
-"$PY" "$ROOT/scripts/lib/score_bleu.py" --ref "$REF" --hyp "$HYP" --speed-log "$HYP.log" "${json[@]}"
+"$PY" "$USER_DIR/pipelines/score_bleu.py" --ref "$REF" --hyp "$HYP" --speed-log "$HYP.log" "${json[@]}"

@@ -102,10 +102,10 @@ stage_tests() {
 stage_throughput() {
   need_env
   if [[ -n ${GPU_CHECK_REHEARSE:-} ]]; then  # up to the first CUDA call: fairseq builds and trains on CPU
-    "$PY" scripts/benchmarks/train_throughput.py --device cpu --steps 2 --warmup 1 --batch-scale 0.125 \
+    "$PY" -m fairseq_compress.benchmarks.train_throughput --device cpu --steps 2 --warmup 1 --batch-scale 0.125 \
       --threads 1 --csv "${TMPDIR:-/tmp}/gpu_check_train_throughput.csv"
   else
-    "$PY" scripts/benchmarks/train_throughput.py --device cuda --fp16 --steps 20 --warmup 5
+    "$PY" -m fairseq_compress.benchmarks.train_throughput --device cuda --fp16 --steps 20 --warmup 5
     [[ -z ${OUT:-} ]] || cp docs/results/train_throughput.csv "$OUT/"
   fi
 }

@@ -29,7 +29,7 @@ if [[ -e $OUT/SOURCES.md && $FORCE != 1 ]]; then
   exit 2
 fi
 mkdir -p "$WORK" "$OUT"
-corpus=$ROOT/scripts/corpus
+corpus=$ROOT/fairseq_compress/corpus
 
 echo "[make_corpus] en_fr"
 python3 "$corpus/build_en_fr.py" --work "$WORK/en_fr" --out "$OUT/en_fr"

@@ -18,7 +18,7 @@ require_dir "$PRETRAIN" "PRETRAIN_DATA"
 for f in spm.model dict.txt; do
   [[ -f $PRETRAIN/$f ]] || die "$PRETRAIN/$f is missing: PRETRAIN_DATA must be an output of scripts/prepare_mlm.sh"
 done
-"$PY" "$ROOT/scripts/lib/spm.py" check-dict --model "$PRETRAIN/spm.model" --dict "$PRETRAIN/dict.txt" || exit 2
+"$PY" "$USER_DIR/pipelines/spm.py" check-dict --model "$PRETRAIN/spm.model" --dict "$PRETRAIN/dict.txt" || exit 2
 
 # fairseq split name -> the TSV it comes from (first existing name wins).
 declare -A tsv=()
@@ -37,7 +37,7 @@ begin_output "$OUT" "$stamp" || exit 0
 mkdir -p "$STAGING/raw" "$STAGING/text"
 declare -A inputs_of=() labelled=()
 for split in "${splits[@]}"; do
-  read -r n_inputs has_label rows < <("$PY" "$ROOT/scripts/lib/glue_tsv.py" \
+  read -r n_inputs has_label rows < <("$PY" "$USER_DIR/pipelines/glue_tsv.py" \
     --input "${tsv[$split]}" --out-prefix "$STAGING/raw/$split") || exit 2
   inputs_of[$split]=$n_inputs
   [[ $has_label == label ]] && labelled[$split]=1
@@ -63,7 +63,7 @@ binarize() {
 
 for ((i = 0; i < inputs_of[train]; i++)); do
   for split in "${splits[@]}"; do
-    "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$PRETRAIN/spm.model" \
+    "$PY" "$USER_DIR/pipelines/spm.py" encode --model "$PRETRAIN/spm.model" \
       < "$STAGING/raw/$split.input$i" > "$STAGING/text/$split.input$i"
   done
   binarize "input$i" --srcdict "$PRETRAIN/dict.txt"

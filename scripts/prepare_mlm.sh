@@ -34,13 +34,13 @@ for split in "${splits[@]}"; do
 done
 
 log "training sentencepiece (unigram, $VOCAB_SIZE pieces)"
-"$PY" "$ROOT/scripts/lib/spm.py" train --vocab-size "$VOCAB_SIZE" --model-prefix "$STAGING/spm" \
+"$PY" "$USER_DIR/pipelines/spm.py" train --vocab-size "$VOCAB_SIZE" --model-prefix "$STAGING/spm" \
   --input "$STAGING/pieces/train.raw"
 
 log "encoding ${splits[*]}"
 prefixes=()
 for split in "${splits[@]}"; do
-  "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$STAGING/spm.model" \
+  "$PY" "$USER_DIR/pipelines/spm.py" encode --model "$STAGING/spm.model" \
     < "$STAGING/pieces/$split.raw" > "$STAGING/pieces/$split"
   prefixes+=("--${split}pref" "$STAGING/pieces/$split")
 done

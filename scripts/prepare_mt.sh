@@ -38,13 +38,13 @@ for split in train valid test; do
 done
 
 log "training a joint sentencepiece model (unigram, $VOCAB_SIZE pieces)"
-"$PY" "$ROOT/scripts/lib/spm.py" train --vocab-size "$VOCAB_SIZE" --model-prefix "$STAGING/spm" \
+"$PY" "$USER_DIR/pipelines/spm.py" train --vocab-size "$VOCAB_SIZE" --model-prefix "$STAGING/spm" \
   --input "$STAGING/raw/train.$SRC_LANG,$STAGING/raw/train.$TGT_LANG"
 
 log "encoding train/valid/test"
 for split in train valid test; do
   for lang in "$SRC_LANG" "$TGT_LANG"; do
-    "$PY" "$ROOT/scripts/lib/spm.py" encode --model "$STAGING/spm.model" \
+    "$PY" "$USER_DIR/pipelines/spm.py" encode --model "$STAGING/spm.model" \
       < "$STAGING/raw/$split.$lang" > "$STAGING/pieces/$split.$lang"
   done
 done

@@ -42,12 +42,12 @@ inputs+=("$valid_en" "$valid_fr" "$test_en" "$test_fr")
 stamp=$(printf 'prepare_wmt14_en_fr max_len=%s max_ratio=%s\n' "$MAX_LEN" "$MAX_RATIO"; describe_inputs "${inputs[@]}")
 if begin_output "$TEXT_DIR" "$stamp"; then
   log "cleaning ${found[*]} (1-$MAX_LEN words a side, length ratio <= $MAX_RATIO)"
-  "$PY" "$ROOT/scripts/lib/parallel_text.py" clean "${pairs[@]}" --max-len "$MAX_LEN" --max-ratio "$MAX_RATIO" \
+  "$PY" "$USER_DIR/pipelines/parallel_text.py" clean "${pairs[@]}" --max-len "$MAX_LEN" --max-ratio "$MAX_RATIO" \
     --out-src "$STAGING/train.en" --out-tgt "$STAGING/train.fr"
   read_text "$valid_en" > "$STAGING/valid.en"
   read_text "$valid_fr" > "$STAGING/valid.fr"
-  "$PY" "$ROOT/scripts/lib/parallel_text.py" sgm "$test_en" > "$STAGING/test.en"
-  "$PY" "$ROOT/scripts/lib/parallel_text.py" sgm "$test_fr" > "$STAGING/test.fr"
+  "$PY" "$USER_DIR/pipelines/parallel_text.py" sgm "$test_en" > "$STAGING/test.en"
+  "$PY" "$USER_DIR/pipelines/parallel_text.py" sgm "$test_fr" > "$STAGING/test.fr"
   finish_output "$TEXT_DIR" "$stamp"
 fi
 

@@ -1,5 +1,5 @@
 """Checks on the shipped real-text corpora data-bin/raw/en (MLM) and data-bin/raw/cls
-(Brown genre classification), as built by scripts/corpus/build_{en,cls}.py."""
+(Brown genre classification), as built by fairseq_compress/corpus/build_{en,cls}.py."""
 import functools
 import gzip
 import json

@@ -1,4 +1,4 @@
-"""The committed EN-FR corpus in data-bin/raw/en_fr (built by scripts/corpus/build_en_fr.py)."""
+"""The committed EN-FR corpus in data-bin/raw/en_fr (built by fairseq_compress/corpus/build_en_fr.py)."""
 import csv
 import gzip
 from itertools import combinations

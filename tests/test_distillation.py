@@ -310,7 +310,7 @@ def test_the_vocabulary_map_pairs_each_word_with_its_translation_and_translates(
 
 def test_vmap_benchmark_races_with_and_without_the_map(word_mt, tmp_path):
     data, teacher = word_mt
-    out = run([sys.executable, ROOT / "scripts/benchmarks/vmap_speed.py", "--ckpt", teacher, "--data", data,
+    out = run([sys.executable, "-m", "fairseq_compress.benchmarks.vmap_speed", "--ckpt", teacher, "--data", data,
                "--out", tmp_path / "bench", "--maps", "3:5", "--beams", "1", "--repeats", "1",
                "--csv", tmp_path / "vmap.csv"]).stdout
     assert "beam 1, no vmap: BLEU" in out and "beam 1, vmap 3:5: BLEU" in out

@@ -3,6 +3,7 @@ generate, validate, score detokenized sacreBLEU, measure the checkpoint."""
 import json
 import re
 import shutil
+import sys
 
 import torch
 
@@ -28,11 +29,11 @@ def test_eval_bleu_scores_detokenized_hypotheses(mt_data, mt_checkpoint, tmp_pat
 def test_score_bleu_is_sacrebleu_on_raw_text(mt_data, tmp_path):
     """The reference against itself scores 100; a damaged copy scores less."""
     reference = mt_data / "raw/test.fr"
-    perfect = run(["python", ROOT / "scripts/lib/score_bleu.py", "--ref", reference, "--hyp", reference, "--json"])
+    perfect = run(["python", ROOT / "fairseq_compress/pipelines/score_bleu.py", "--ref", reference, "--hyp", reference, "--json"])
     assert json.loads(perfect.stdout)["bleu"] == 100.0
     damaged = tmp_path / "hyp"
     damaged.write_text("".join(line.lower() + "\n" for line in reference.read_text().splitlines()))
-    lowered = json.loads(run(["python", ROOT / "scripts/lib/score_bleu.py", "--ref", reference, "--hyp", damaged, "--json"]).stdout)
+    lowered = json.loads(run(["python", ROOT / "fairseq_compress/pipelines/score_bleu.py", "--ref", reference, "--hyp", damaged, "--json"]).stdout)
     assert lowered["bleu"] < 100.0  # case-sensitive
 
 
@@ -103,7 +104,7 @@ def test_int8_benchmark_reads_speed_and_bleu_from_eval_bleu(mt_data, mt_checkpoi
     """The benchmarks' shared race (fairseq_compress.studies.translation_race) on a real checkpoint."""
     checkpoint = tmp_path / "model.pt"  # eval_bleu.sh writes its hypotheses beside the checkpoint
     shutil.copy(mt_checkpoint, checkpoint)
-    out = run(["python", ROOT / "scripts/benchmarks/int8_inference.py", "--ckpt", checkpoint, "--data", mt_data,
+    out = run([sys.executable, "-m", "fairseq_compress.benchmarks.int8_inference", "--ckpt", checkpoint, "--data", mt_data,
                "--repeats", "1"]).stdout
     speeds = re.findall(r"^(fp32|int8): ([0-9.]+) sentences/s", out, re.MULTILINE)
     assert [name for name, _ in speeds] == ["fp32", "int8"] and all(float(s) > 0 for _, s in speeds), out

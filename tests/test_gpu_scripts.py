@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT, run
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
-BENCH = ROOT / "scripts/benchmarks/train_throughput.py"
+BENCH = ["-m", "fairseq_compress.benchmarks.train_throughput"]
 
 
 @pytest.mark.parametrize("script", ["gpu_check.sh", "gpu_wheels.sh"])
@@ -95,7 +95,7 @@ def test_gpu_check_refuses_unknown_arguments_in_one_line(args, tmp_path):
 
 @no_cuda
 def test_throughput_refuses_cuda_without_cuda(tmp_path):
-    result = run([sys.executable, BENCH, "--device", "cuda", "--csv", tmp_path / "t.csv"], check=False)
+    result = run([sys.executable, *BENCH, "--device", "cuda", "--csv", tmp_path / "t.csv"], check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     # fairseq's import may log before it; the refusal itself is one line, the last.
@@ -107,7 +107,7 @@ def test_throughput_cpu_runs_and_upgrades_an_old_csv(tmp_path):
     path = tmp_path / "t.csv"
     old_header = "task,arch,threads,batch,length,words_per_s,gflop_per_s,fraction_of_peak,plugin_over_stock"
     path.write_text(old_header + "\nmasked_lm,roberta_l6_h512,1,16,128,633,77.1,0.836,1.023\n")
-    result = run([sys.executable, BENCH, "--device", "cpu", "--steps", "2", "--warmup", "1",
+    result = run([sys.executable, *BENCH, "--device", "cpu", "--steps", "2", "--warmup", "1",
                   "--batch-scale", "0.125", "--threads", "1", "--csv", path])
     assert "matmul peak" in result.stdout and "plugin/stock" in result.stdout
     rows = list(csv.DictReader(path.open()))
@@ -121,8 +121,8 @@ def test_throughput_cpu_runs_and_upgrades_an_old_csv(tmp_path):
 def test_fp16_update_is_fairseqs(tmp_path, monkeypatch):
     """The --fp16 update on a small model, on CPU: half model, fp32 master weights, a step
     that moves the weights, and an overflow that skips the step and halves the loss scale."""
-    monkeypatch.syspath_prepend(str(BENCH.parent))
-    import train_throughput as tt
+    from fairseq_compress.benchmarks import train_throughput as tt
+
     # FP16Optimizer keys its flat fp32 copy by torch.cuda.current_device(); on CPU the
     # parameters' device index is None, so that key makes it work here unchanged.
     monkeypatch.setattr(torch.cuda, "current_device", lambda: None)

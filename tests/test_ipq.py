@@ -1,7 +1,9 @@
 """iPQ: k-means and the PQ layout against fairseq's, tied weights, the compressed
 checkpoint (bytes, exact round trip, stock fairseq loads it), stock fairseq iPQ
 training on the shipped yaml, and bad input."""
+import csv
 import re
+import sys
 
 import pytest
 import torch
@@ -244,3 +246,14 @@ def test_distill_refuses_electra_pretraining_whatever_wraps_its_criterion():
             check(criterion)
     check({"_name": "label_smoothed_cross_entropy"})
     check({"_name": "quant_noise", "qn_criterion": "masked_lm"})
+
+
+def test_ipq_size_benchmark_appends_its_row(mt_checkpoint, tmp_path):
+    """python -m fairseq_compress.benchmarks.ipq_size on a given checkpoint: the row it appends to --csv."""
+    table = tmp_path / "ipq_size.csv"
+    out = run([sys.executable, "-m", "fairseq_compress.benchmarks.ipq_size", "--ckpt", mt_checkpoint,
+               "--out", tmp_path, "--csv", table]).stdout
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 1 and rows[0]["checkpoint"] == str(mt_checkpoint)
+    assert int(rows[0]["params"]) * 4 == int(rows[0]["fp32_model_bytes"]) > int(rows[0]["ipq_file_bytes"])
+    assert f"iPQ file is {rows[0]['ratio_vs_fp32_model']}x smaller" in out

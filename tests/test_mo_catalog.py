@@ -1,4 +1,4 @@
-"""scripts/corpus/mo_catalog.py against GNU msgfmt/msgunfmt (skipped when gettext is missing)."""
+"""fairseq_compress/corpus/mo_catalog.py against GNU msgfmt/msgunfmt (skipped when gettext is missing)."""
 import importlib.util
 import re
 import shutil
@@ -18,7 +18,7 @@ def load_script(path: Path):
     return module
 
 
-read_mo = load_script(ROOT / "scripts/corpus/mo_catalog.py").read_mo
+read_mo = load_script(ROOT / "fairseq_compress/corpus/mo_catalog.py").read_mo
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("msgfmt") and shutil.which("msgunfmt")), reason="GNU gettext not installed"

@@ -378,7 +378,7 @@ def test_generate_and_validate_run_a_pruned_checkpoint_without_parametrizations(
 
 def test_folded_masks_benchmark_runs_and_refuses_a_dense_checkpoint(pruned_mt, mt_data, mt_checkpoint):
     save, _ = pruned_mt
-    bench = [sys.executable, ROOT / "scripts/benchmarks/folded_masks.py", "--data", mt_data, "--sentences", "4",
+    bench = [sys.executable, "-m", "fairseq_compress.benchmarks.folded_masks", "--data", mt_data, "--sentences", "4",
              "--batch-size", "2", "--repeats", "1", "--ckpt"]
     assert "folded at load: " in run(bench + [save / "checkpoint_last.pt"]).stdout
     one_line_error(run(bench + [mt_checkpoint], check=False), "is not a checkpoint of a *_pruning task")

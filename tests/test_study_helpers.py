@@ -155,7 +155,7 @@ def test_structured_results_tables_speedups_head_losses_and_the_equal_speed_pick
 
 
 def test_structured_race_refuses_a_malformed_or_missing_contender(mt_checkpoint, tmp_path):
-    race = [sys.executable, ROOT / "scripts/benchmarks/structured_race.py", "--data", tmp_path, "--out", tmp_path / "s.json"]
+    race = [sys.executable, "-m", "fairseq_compress.benchmarks.structured_race", "--data", tmp_path, "--out", tmp_path / "s.json"]
     for contender, fragment in ((f"dense={mt_checkpoint}:fp16", "NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8"),
                                 (f"dense={tmp_path / 'none.pt'}:fp32", "contender dense: no checkpoint")):
         result = run(race + [contender], check=False)

@@ -1,7 +1,7 @@
 """Batch translation with a CTranslate2 model directory (``fairseq-compress export --format
 ctranslate2``) the way ``fairseq-generate`` batches and caps: sentences sorted by length, hypotheses
 capped per batch at max_len_a x the batch's longest source (with its </s>) + max_len_b tokens.
-``scripts/eval_bleu.sh`` (through scripts/lib/ct2_translate.py) and ``fairseq-compress distill-data``
+``scripts/eval_bleu.sh`` (through fairseq_compress/pipelines/ct2_translate.py) and ``fairseq-compress distill-data``
 translate with it."""
 import os
 import time

@@ -6,7 +6,7 @@ Why not transformers' own ``SpmConverter``: it needs ``protobuf`` (not a depende
 model's normalizer, and it numbers pieces in sentencepiece's order, while the model's ids are
 fairseq's dictionary order (``<s> <pad> </s> <unk>``, then pieces by frequency). The pieces and
 scores are read with sentencepiece's own API; the normalization is NFKC with sentencepiece's
-whitespace handling, which is what ``nmt_nfkc`` (the default rule of scripts/lib/spm.py) does to
+whitespace handling, which is what ``nmt_nfkc`` (the default rule of fairseq_compress/pipelines/spm.py) does to
 text outside rare control characters.
 """
 import os

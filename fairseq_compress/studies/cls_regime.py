@@ -4,7 +4,7 @@ epoch) and landed below word+bigram Naive Bayes. Where do the models stop improv
 above the trivial baselines?
 
 Stages, in order; each one's result file is its stamp, so a rerun reuses what is done:
-  1. the Naive Bayes line: scripts/corpus/nb_baseline.py on the TSVs of ``raw_cls`` (OUT/naive_bayes.json);
+  1. the Naive Bayes line: fairseq_compress/corpus/nb_baseline.py on the TSVs of ``raw_cls`` (OUT/naive_bayes.json);
   2. the search: each start of ``search.starts`` (a model of ``starts``: from scratch, or a pretrained
      checkpoint) fine-tuned (scripts/finetune_cls.sh, its recipe fairseq_compress/config/cls_finetune.yaml)
      with each lr of ``search.lrs`` and batch of ``search.batch_sizes``, for ``search.epochs`` epochs,
@@ -105,9 +105,9 @@ def check_config(config: StudyConfig) -> None:
 
 
 def naive_bayes_dev_accuracy(raw_cls: Path, result: Path) -> float:
-    """scripts/corpus/nb_baseline.py's dev accuracy (in %), once."""
+    """fairseq_compress/corpus/nb_baseline.py's dev accuracy (in %), once."""
     if not result.exists():
-        printed = subprocess.run([sys.executable, str(ROOT / "scripts/corpus/nb_baseline.py"), str(raw_cls)],
+        printed = subprocess.run([sys.executable, str(ROOT / "fairseq_compress/corpus/nb_baseline.py"), str(raw_cls)],
                                  capture_output=True, text=True, check=True).stdout
         dev = float(re.search(r"dev accuracy ([0-9.]+)", printed).group(1))
         result.write_text(json.dumps({"dev_accuracy": round(100 * dev, 2)}) + "\n")

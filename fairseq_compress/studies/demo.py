@@ -15,6 +15,7 @@ one's file is its stamp, remade when what it is made from is newer (a rerun reus
 
 Its recipe: configs/demo.yaml; configs/demo_smoke.yaml: a toy run.
 """
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -96,9 +97,15 @@ def newer(out: Path, source: Path) -> bool:
     return stamp(out).exists() and stamp(out).stat().st_mtime >= stamp(source).stat().st_mtime
 
 
+def log(message: str) -> None:
+    """Progress on stderr: the stages' own output goes to their logs."""
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
 def make(out: Path, source: Path, cmd: List) -> None:
     """Run cmd, which writes `out` from `source` (replacing it: --force), unless `out` is newer than `source`."""
     if not newer(out, source):
+        log(f"{cmd[0]} {cmd[1]} -> {out}")
         run(cmd)
 
 
@@ -108,7 +115,10 @@ def evaluate(artifact: Path, data: Path, int8: bool = False) -> Path:
     result = artifact.parent / f"{artifact.name.removesuffix('.pt')}.bleu.json"
     if result.exists() and not newer(result, artifact):
         result.unlink()
-    run_once(result, ["bash", ROOT / "scripts/eval_bleu.sh", artifact, data, "--json", *(["--", *INT8] if int8 else [])])
+    if not result.exists():
+        run_once(result, ["bash", ROOT / "scripts/eval_bleu.sh", artifact, data, "--json", *(["--", *INT8] if int8 else [])])
+        scores = json.loads(result.read_text())
+        log(f"{artifact}: test BLEU {scores['bleu']}, {scores['sentences_per_s']} sentences/s")
     return result
 
 
@@ -126,9 +136,12 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     # 1-2. the data and the dense model (training takes every core)
     if config.raw is not None:
+        log(f"preparing {config.raw} -> {config.data} (reused when prepared)")
         run(["bash", ROOT / "scripts/prepare_mt.sh", Path(config.raw).resolve(), data])
+    log(f"training {config.arch} for {number(config.minutes)} min -> {out / 'dense'} (log: train.log there)")
     run(["bash", ROOT / "scripts/train_mt.sh", data, out / "dense", "--arch", config.arch, "--minutes",
          number(config.minutes)])
+    log("compressing and evaluating, two chains at once")
     dense = out / "dense/checkpoint_best.pt"
 
     # 3. two chains, one core each
@@ -151,6 +164,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                              number(config.shrink.heads_keep), "--ffn-keep", number(config.shrink.ffn_keep), "--force"])
         finetune = config.finetune
         force = ["--force"] if (tuned / ".done").exists() and not newer(tuned / ".done", shrunk) else []
+        log(f"fine-tuning {shrunk} for {finetune.updates} updates -> {tuned}")
         run(["bash", ROOT / "scripts/train_mt.sh", data, tuned, "--arch", config.arch, "--max-update", finetune.updates,
              "--lr", number(finetune.lr), "--warmup", finetune.warmup, *force, "--", "--restore-file", shrunk, *RESTORE])
         evaluate(shrunk_ft, data)

@@ -267,7 +267,7 @@ class Translation:
             with open(data / "raw" / f"test.{lang}") as f:
                 (tmp / "raw" / f"test.{lang}").write_text("".join(line for _, line in zip(range(n), f)))
             with open(tmp / "raw" / f"test.{lang}") as text, open(tmp / f"test.sp.{lang}", "w") as pieces:
-                subprocess.run([sys.executable, ROOT / "scripts/lib/spm.py", "encode", "--model", data / "spm.model"],
+                subprocess.run([sys.executable, ROOT / "fairseq_compress/pipelines/spm.py", "encode", "--model", data / "spm.model"],
                                stdin=text, stdout=pieces, check=True)
         src, tgt = next(data.glob("test.*-*.*.bin")).name.split(".")[1].split("-")
         with open(tmp / "preprocess.log", "w") as log:

@@ -3,7 +3,7 @@ one run: each repeat runs every contender in turn, one thread then two, so machi
 alike. Task mt translates (translation_race.translate: eval_bleu.sh, the stock fairseq-generate,
 beam 5, its own timer); task cls classifies (eval_cls.sh --speed: the stock fairseq-validate with
 its forward passes timed, dev and test splits, or a random sample of `sentences` of each).
-scripts/benchmarks/structured_race.py is its command line."""
+fairseq_compress/benchmarks/structured_race.py is its command line."""
 import json
 import statistics
 import subprocess

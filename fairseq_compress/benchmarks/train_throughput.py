@@ -22,8 +22,8 @@ check in ``clip_grad_norm``); not autocast, which fairseq's --fp16 does not use.
 is then that of fp16 matmuls. Updates skipped on overflow are timed too, as fairseq spends
 that time as well, and counted in the output.
 
-    .venv/bin/python scripts/benchmarks/train_throughput.py [--steps 20] [--threads 2]
-    python scripts/benchmarks/train_throughput.py --device cuda --fp16
+    .venv/bin/python -m fairseq_compress.benchmarks.train_throughput [--steps 20] [--threads 2]
+    python -m fairseq_compress.benchmarks.train_throughput --device cuda --fp16
 """
 import argparse
 import csv
@@ -40,7 +40,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.optim.fp16_optimizer import FP16Optimizer
 from torch.utils.flop_counter import FlopCounterMode
 
-from drophead_overhead import USER_DIR, VOCAB, write_dictionaries
+from .drophead_overhead import USER_DIR, VOCAB, write_dictionaries
 
 SAME_ROBERTA = ["--encoder-layers", "6", "--encoder-embed-dim", "512", "--encoder-ffn-embed-dim", "2048",
                 "--encoder-attention-heads", "8"]

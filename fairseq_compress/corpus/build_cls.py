@@ -200,7 +200,7 @@ def sources_markdown(root, rows_by_split, files_by_split, baseline):
         counts = collections.Counter(label for _, label in rows_by_split[name])
         lines.append(f"| {name} | {len(files_by_split[name])} | {len(rows_by_split[name])} | "
                      + " | ".join(str(counts[label]) for label in labels) + " |")
-    lines += ["", f"Baseline (`scripts/corpus/nb_baseline.py`, word+bigram multinomial Naive Bayes "
+    lines += ["", f"Baseline (`fairseq_compress/corpus/nb_baseline.py`, word+bigram multinomial Naive Bayes "
                   f"trained on train): dev accuracy {baseline['dev']:.3f}, test accuracy "
                   f"{baseline['test']:.3f}; majority class on dev {baseline['dev_majority']:.3f}.", ""]
     return "\n".join(lines)

@@ -5,7 +5,7 @@ every usr/share/locale/fr/LC_MESSAGES/*.mo gives (English msgid, French msgstr) 
 are cleaned, deduplicated and split train/valid/test *by package*, so no program's strings
 leak between splits.
 
-    python3 scripts/corpus/build_en_fr.py --work /tmp/corpus_work --out data-bin/raw/en_fr
+    python3 fairseq_compress/corpus/build_en_fr.py --work /tmp/corpus_work --out data-bin/raw/en_fr
 
 Stdlib only. Reruns with the same downloaded .debs give byte-identical outputs.
 """
@@ -345,9 +345,9 @@ def sources_md(splits, rows):
         "fetched with `apt-get download` and unpacked with `dpkg-deb -x` (nothing installed).",
         "Domain: software user interfaces, messages and command-line help. Rebuild with",
         "",
-        "    python3 scripts/corpus/build_en_fr.py --work WORKDIR --out data-bin/raw/en_fr",
+        "    python3 fairseq_compress/corpus/build_en_fr.py --work WORKDIR --out data-bin/raw/en_fr",
         "",
-        "(package list: `scripts/corpus/fr_mo_packages.txt`; the versions below are those",
+        "(package list: `fairseq_compress/corpus/fr_mo_packages.txt`; the versions below are those",
         "downloaded; the same .debs give byte-identical files).",
         "",
         "Cleaning: plural entries give their singular forms; empty and untranslated",

@@ -7,7 +7,7 @@ fp32, shrunk fp32 and shrunk int8 (fairseq_compress.studies.translation_race). P
 speed-ups over dense fp32 (targets on transformer_l3_h256 with 50 % of heads and FFN kept,
 fine-tuned: >= 1.6x in fp32 at <= 1.0 BLEU lost; >= 2.5x in int8) and the BLEU of each.
 
-    .venv/bin/python scripts/benchmarks/structured_speed.py --ckpt CKPT [--data data-bin/en_fr]
+    .venv/bin/python -m fairseq_compress.benchmarks.structured_speed --ckpt CKPT [--data data-bin/en_fr]
         [--heads-keep 0.5] [--ffn-keep 0.5] [--finetune-updates 300] [--out checkpoints/structured_speed] [--repeats 2]
 """
 import argparse

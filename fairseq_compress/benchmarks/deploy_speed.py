@@ -11,7 +11,7 @@ and MB on disk (the fairseq checkpoint's model tensors; the CTranslate2 director
 --shrunk the target: CTranslate2 int8 of the shrunk model >= 1.5x CTranslate2 int8 of the dense
 one at <= 1 BLEU lost. --csv writes the rows.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmarks/deploy_speed.py --ckpt CKPT [--shrunk CKPT]
+    OMP_NUM_THREADS=1 .venv/bin/python -m fairseq_compress.benchmarks.deploy_speed --ckpt CKPT [--shrunk CKPT]
         [--data data-bin/en_fr] [--out checkpoints/deploy_speed] [--repeats 2] [--csv docs/results/deploy_speed.csv]
 """
 import argparse

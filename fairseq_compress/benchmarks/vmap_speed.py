@@ -5,7 +5,7 @@ test split is translated with each map and without one (the same directory, use_
 with OMP_NUM_THREADS=1). Prints and writes BLEU and median sentences/s per contender and beam, and
 the speed ratio to no map.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmarks/vmap_speed.py --ckpt CKPT --data data-bin/en_fr
+    OMP_NUM_THREADS=1 .venv/bin/python -m fairseq_compress.benchmarks.vmap_speed --ckpt CKPT --data data-bin/en_fr
         [--out checkpoints/vmap_speed] [--maps 20:100 50:300] [--beams 5 1] [--repeats 2]
         [--csv docs/results/vmap_speed.csv]
 """

@@ -8,7 +8,7 @@ forward + backward + Adam step. The two take turns step by step, so machine
 noise hits them alike; prints medians of --steps updates after --warmup, the
 ratio (target <= 1.35) and the tokens/s of each.
 
-    .venv/bin/python scripts/benchmarks/electra_step.py [--steps 20] [--batch 32] [--length 128]
+    .venv/bin/python -m fairseq_compress.benchmarks.electra_step [--steps 20] [--batch 32] [--length 128]
 """
 import argparse
 import statistics
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from fairseq import options, tasks
 
-from drophead_overhead import USER_DIR, VOCAB, write_dictionaries
+from .drophead_overhead import USER_DIR, VOCAB, write_dictionaries
 
 MODELS = {  # name: (arch, criterion)
     "electra": ("electra_small", "electra"),

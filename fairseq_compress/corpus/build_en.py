@@ -350,7 +350,7 @@ def sources_markdown(work, lists, splits, brown_notice, dropped_cls):
         "# `en`: English text for MLM pretraining",
         "",
         "UTF-8, one sentence or paragraph a line, no empty lines. Built by "
-        "`scripts/corpus/build_en.py`; valid holds whole documents (a package description group, "
+        "`fairseq_compress/corpus/build_en.py`; valid holds whole documents (a package description group, "
         f"a Brown file, a novel's chapter, a Bible chapter) picked by hash ({VALID_PER_MILLE}/1000), "
         "and every line occurs once in the whole corpus.",
         "",

@@ -7,7 +7,7 @@ so machine noise hits both alike. Prints sentences/s of each (fairseq's own
 generation timer, model loading excluded), the speed-up (target >= 2.0) and
 the detokenized sacreBLEU of both (target: drop <= 0.5).
 
-    .venv/bin/python scripts/benchmarks/int8_inference.py --ckpt CKPT [--data data-bin/en_fr] [--repeats 2]
+    .venv/bin/python -m fairseq_compress.benchmarks.int8_inference --ckpt CKPT [--data data-bin/en_fr] [--repeats 2]
 """
 import argparse
 import sys

@@ -6,7 +6,7 @@ For transformer_l6_h512 and roberta_l6_h512 at one fixed batch shape, times
 medians of --steps steps after --warmup steps. The three variants take turns
 step by step, so machine noise hits them alike. Targets: (b) <= 1.01, (c) <= 1.03.
 
-    .venv/bin/python scripts/benchmarks/drophead_overhead.py [--steps 20] [--threads 2]
+    .venv/bin/python -m fairseq_compress.benchmarks.drophead_overhead [--steps 20] [--threads 2]
 """
 import argparse
 import statistics

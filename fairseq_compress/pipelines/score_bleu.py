@@ -1,6 +1,6 @@
 """Detokenized, case-sensitive sacreBLEU of a hypothesis file against raw references; with
 --speed-log, the JSON also holds the translating runtime's own speed ("sentences_per_s": the
-last "(X sentences/s" of fairseq-generate's or scripts/lib/ct2_translate.py's log)."""
+last "(X sentences/s" of fairseq-generate's or fairseq_compress/pipelines/ct2_translate.py's log)."""
 import argparse
 import json
 import re

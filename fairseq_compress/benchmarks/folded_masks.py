@@ -6,7 +6,7 @@ tokens, as scripts/eval_bleu.sh), the first --sentences of the test split in bat
 --batch-size, the two models alternating batch by batch so machine noise hits both alike; prints
 each one's sentences/s and the ratio, and checks that both generate the same hypotheses.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/benchmarks/folded_masks.py --ckpt CKPT [--data data-bin/en_fr] \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m fairseq_compress.benchmarks.folded_masks --ckpt CKPT [--data data-bin/en_fr] \\
         [--batch-size 1] [--sentences 200] [--repeats 3]
 """
 import argparse

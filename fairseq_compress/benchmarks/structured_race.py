@@ -8,7 +8,7 @@ contender is NAME=CHECKPOINT:fp32 or NAME=CHECKPOINT:int8 (fairseq's --model-ove
 "{'int8_inference': True}"). Writes {NAME: {"sent_s_1": median, "sent_s_2": median}} as JSON
 to --out, and prints it.
 
-    .venv/bin/python scripts/benchmarks/structured_race.py [--task mt] --data DIR --out speed.json [--repeats 1] [cls: --speed-sentences N] NAME=CKPT:fp32 ...
+    .venv/bin/python -m fairseq_compress.benchmarks.structured_race [--task mt] --data DIR --out speed.json [--repeats 1] [cls: --speed-sentences N] NAME=CKPT:fp32 ...
 """
 import argparse
 import json
