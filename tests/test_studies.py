@@ -202,7 +202,7 @@ def test_cls_regime_study_smoke(mlm_data, study, tmp_path):
 
 def test_cls_regime_study_bad_input(mlm_data, study, tmp_path):
     args = cls_regime_args(mlm_data, tmp_path)
-    bad = [(["measure=[electra]"], ["start 'electra' is not one of starts (scratch, mlm)"]),
+    bad = [(["measure=[bert]"], ["start 'bert' is not one of starts (scratch, mlm, electra)"]),
            ([f"starts.mlm.checkpoint={tmp_path / 'none.pt'}"], ["starts.mlm.checkpoint: no such checkpoint"]),
            ([f"raw_cls={tmp_path}"], ["raw_cls=", "must hold train.tsv.gz"]),
            (["search.lrs=[]"], ["search.lrs, search.batch_sizes, search.starts, measure and seeds must not be empty"]),

@@ -62,10 +62,14 @@ def test_size_sweep_bad_input(word_mt, mlm_data, study, tmp_path):
     data = word_mt[0]
     where = [f"out={tmp_path / 'out'}", f"csv={tmp_path / 'x.csv'}"]
     no_budget = tmp_path / "no_budget.yaml"  # a config that forgets a value the schema leaves MISSING
-    no_budget.write_text("".join(line for line in (CONFIGS / "size_sweep_mt_smoke.yaml").open()
+    no_budget.write_text("".join(line for line in (CONFIGS / "size_sweep_mt.yaml").open()
                                  if not line.startswith("budget_minutes:")))
     study.command_line_error(size_sweep, ["--config", no_budget, f"data={data}", *where],
                              "no_budget.yaml", "budget_minutes", "Missing mandatory value")
+    no_base = tmp_path / "no_base.yaml"  # a smoke config laid over a file that is not beside it
+    no_base.write_text((CONFIGS / "size_sweep_mt_smoke.yaml").read_text())
+    study.error(size_sweep, ["--config", no_base, f"data={data}", *where],
+                "no_base.yaml: extends: no such file beside it: size_sweep_mt.yaml")
     mt = ["--config", CONFIGS / "size_sweep_mt_smoke.yaml", *where]
     bad = [([f"data={data}", "archs=[transformer_l5_h128]"],
             ["archs: transformer_l5_h128 is not a registered architecture"]),

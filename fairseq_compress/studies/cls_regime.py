@@ -52,12 +52,12 @@ class Start:
 
 @dataclass
 class Search:
-    starts: List[str] = field(default_factory=lambda: ["scratch", "mlm"])
-    lrs: List[float] = field(default_factory=lambda: [1e-4, 3e-4])
-    batch_sizes: List[int] = field(default_factory=lambda: [16, 32])
-    epochs: int = 6
-    validations_per_epoch: int = 2
-    seed: int = 1
+    starts: List[str] = MISSING
+    lrs: List[float] = MISSING
+    batch_sizes: List[int] = MISSING
+    epochs: int = MISSING
+    validations_per_epoch: int = MISSING
+    seed: int = MISSING
 
 
 @dataclass
@@ -67,12 +67,12 @@ class StudyConfig:
     out: str = MISSING
     csv: str = MISSING
     curves: str = MISSING  # the search's dev-accuracy curves; the plot goes beside it (.png)
-    jobs: int = 2
-    starts: Dict[str, Start] = field(default_factory=dict)
+    jobs: int = MISSING
+    starts: Dict[str, Start] = MISSING
     search: Search = field(default_factory=Search)
-    tolerance: float = 0.5  # accuracy points below a curve's best that count as its plateau
-    measure: List[str] = field(default_factory=lambda: ["scratch", "mlm", "electra"])
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    tolerance: float = MISSING  # accuracy points below a curve's best that count as its plateau
+    measure: List[str] = MISSING
+    seeds: List[int] = MISSING
 
 
 @dataclass

@@ -45,20 +45,20 @@ COLUMNS = ["model", "params", "method", "sparsity", "bits", "mb", "metric", "val
 @dataclass
 class TranslationFinetune:
     """scripts/train_mt.sh's options of the gradual pruning's fine-tuning of a translation model."""
-    lr: float = 0.0005
-    warmup: int = 1
-    max_tokens: int = 2048
+    lr: float = MISSING
+    warmup: int = MISSING
+    max_tokens: int = MISSING
 
 
 @dataclass
 class ClassificationFinetune:
     """scripts/finetune_cls.sh's options of the gradual pruning's fine-tuning of a classifier."""
-    lr: float = 1e-5
+    lr: float = MISSING
 
 
 @dataclass
 class Gradual:
-    updates: int = 100  # of fine-tuning, the sparsity reached at 2/3 of them
+    updates: int = MISSING  # of fine-tuning, the sparsity reached at 2/3 of them
     mt: TranslationFinetune = field(default_factory=TranslationFinetune)
     cls: ClassificationFinetune = field(default_factory=ClassificationFinetune)
 
@@ -69,10 +69,10 @@ class StudyConfig:
     data: Optional[str] = None  # the data of every model; None: each one's training data
     out: str = MISSING
     csv: str = MISSING
-    jobs: int = 1  # models at a time, one core each
-    methods: List[str] = field(default_factory=lambda: list(METHODS))
-    bits: List[int] = field(default_factory=lambda: [8, 6, 4])
-    sparsities: List[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
+    jobs: int = MISSING  # models at a time, one core each
+    methods: List[str] = MISSING
+    bits: List[int] = MISSING
+    sparsities: List[float] = MISSING
     gradual: Gradual = field(default_factory=Gradual)
 
 

@@ -34,22 +34,22 @@ USER_DIR = ROOT / "fairseq_compress"
 
 @dataclass
 class Shrink:
-    heads_keep: float = 0.5
-    ffn_keep: float = 0.5
+    heads_keep: float = MISSING
+    ffn_keep: float = MISSING
 
 
 @dataclass
 class Finetune:
-    updates: int = 200
-    lr: float = 0.0005
-    warmup: int = 1
+    updates: int = MISSING
+    lr: float = MISSING
+    warmup: int = MISSING
 
 
 @dataclass
 class IPQ:
-    config: str = "transformer"
-    finetune_updates: int = 20
-    n_iter: int = 5
+    config: str = MISSING
+    finetune_updates: int = MISSING
+    n_iter: int = MISSING
 
 
 @dataclass
@@ -58,8 +58,8 @@ class DemoConfig:
     data: str = MISSING
     out: str = MISSING
     results: str = MISSING
-    arch: str = "transformer_l3_h256"
-    minutes: float = 3.5
+    arch: str = MISSING
+    minutes: float = MISSING
     shrink: Shrink = field(default_factory=Shrink)
     finetune: Finetune = field(default_factory=Finetune)
     ipq: IPQ = field(default_factory=IPQ)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 
+from omegaconf import MISSING
+
 from ..compress.size import deployed_bytes
 from .study_config import (RESTORE, Recipe, TranslationStudyConfig, check_translation_study, load_config,
                            mean_and_spread, recipe_flags, study_paths)
@@ -36,37 +38,37 @@ from ..plotting import pyplot
 
 @dataclass
 class Teacher:
-    arch: str = "transformer_l3_h256"
-    updates: int = 5000
+    arch: str = MISSING
+    updates: int = MISSING
 
 
 @dataclass
 class Student:
-    arch: str = "transformer_l2_h128"
-    deep_shallow_arch: str = "transformer_e3d1_h256"
-    updates: int = 3000
+    arch: str = MISSING
+    deep_shallow_arch: str = MISSING
+    updates: int = MISSING
 
 
 @dataclass
 class KD:
-    weight: float = 0.5
-    temperature: float = 1.0
-    data_beam: int = 5
+    weight: float = MISSING
+    temperature: float = MISSING
+    data_beam: int = MISSING
 
 
 @dataclass
 class Pruned:
-    heads_keep: float = 0.5
-    ffn_keep: float = 0.5
-    layers_keep: str = "0"
-    lr: float = 0.0005
-    warmup: int = 100
+    heads_keep: float = MISSING
+    ffn_keep: float = MISSING
+    layers_keep: str = MISSING
+    lr: float = MISSING
+    warmup: int = MISSING
 
 
 @dataclass
 class Race:
-    beams: List[int] = field(default_factory=lambda: [5, 1])
-    repeats: int = 2
+    beams: List[int] = MISSING
+    repeats: int = MISSING
 
 
 @dataclass

@@ -36,13 +36,13 @@ from .study_config import check_cls_task, check_csv, load_config, mean_and_sprea
 
 @dataclass
 class KD:
-    weight: float = 0.5
-    temperature: float = 2.0
+    weight: float = MISSING
+    temperature: float = MISSING
 
 
 @dataclass
 class Race:
-    repeats: int = 3
+    repeats: int = MISSING
     sentences: Optional[int] = None  # of each split (dev, test) per timed run; null: all of them
 
 
@@ -51,10 +51,10 @@ class StudyConfig:
     cls: str = MISSING  # scripts/prepare_glue.sh's data-bin of the task
     out: str = MISSING
     csv: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2])  # of the student rows
-    teacher: Start = field(default_factory=lambda: Start(arch="roberta_l6_h256"))
-    student: str = "roberta_l2_h128"
+    jobs: int = MISSING
+    seeds: List[int] = MISSING  # of the student rows
+    teacher: Start = MISSING
+    student: str = MISSING
     updates: Optional[int] = None  # of every fine-tuning; null: the recipe's (the classification regime)
     kd: KD = field(default_factory=KD)
     race: Race = field(default_factory=Race)

@@ -53,49 +53,49 @@ SCHEDULES = ("v", "constant")  # --drophead-schedule's choices
 
 @dataclass
 class MT:
-    arch: str = "transformer_l3_h256"
-    train_pairs: int = 2000  # few enough that the baseline overfits within max_update
-    valid_pairs: int = 600  # about: every k-th pair of the valid split
-    vocab_size: int = 2000
-    max_update: int = 1000
-    validate_every: int = 50
+    arch: str = MISSING
+    train_pairs: int = MISSING  # few enough that the baseline overfits within max_update
+    valid_pairs: int = MISSING  # about: every k-th pair of the valid split
+    vocab_size: int = MISSING
+    max_update: int = MISSING
+    validate_every: int = MISSING
     recipe: Recipe = field(default_factory=Recipe)  # over the translation recipe's; unset: its values
 
 
 @dataclass
 class Pretrain:
-    minutes: float = 20  # training time (0: none, then max_update)
-    max_update: int = 0  # 0: none, the budget is minutes
-    max_tokens: int = 2048  # CPU scale: small batches and a short warmup get the most out of minutes
-    warmup: int = 200
+    minutes: float = MISSING  # training time (0: none, then max_update)
+    max_update: int = MISSING  # 0: none, the budget is minutes
+    max_tokens: int = MISSING  # CPU scale: small batches and a short warmup get the most out of minutes
+    warmup: int = MISSING
 
 
 @dataclass
 class CLS:
-    arch: str = "roberta_l3_h256"
-    mlm_data: str = "data-bin/en"  # where prepare_mlm.sh writes RAW/en, prepared (shared with other studies)
-    vocab_size: int = 8000
-    pretrained: str = ""  # a masked-LM checkpoint to fine-tune instead of pretraining one
+    arch: str = MISSING
+    mlm_data: str = MISSING  # where prepare_mlm.sh writes RAW/en, prepared (shared with other studies)
+    vocab_size: int = MISSING
+    pretrained: str = MISSING  # a masked-LM checkpoint to fine-tune instead of pretraining one
     pretrain: Pretrain = field(default_factory=Pretrain)
-    train_examples: int = 2000
-    max_update: int = 800
-    lr: float = 0.0001
-    batch_size: int = 32
+    train_examples: int = MISSING
+    max_update: int = MISSING
+    lr: float = MISSING
+    batch_size: int = MISSING
 
 
 @dataclass
 class StudyConfig:
-    task: str = "mt"
-    raw: str = "data-bin/raw"
+    task: str = MISSING
+    raw: str = MISSING
     out: str = MISSING
     csv: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
-    dropouts: List[float] = field(default_factory=lambda: [0.1, 0.3])
-    drophead_p: List[float] = field(default_factory=lambda: [0.1, 0.2])
-    drophead_schedule: str = "v"
-    mt: MT = field(default_factory=MT)
-    cls: CLS = field(default_factory=CLS)
+    jobs: int = MISSING
+    seeds: List[int] = MISSING
+    dropouts: List[float] = MISSING
+    drophead_p: List[float] = MISSING
+    drophead_schedule: str = MISSING
+    mt: Optional[MT] = None  # the block of `task`, given by its config
+    cls: Optional[CLS] = None
 
 
 # task: (the metric that picks the tuned dropout, its file, min or max; the CSV's metrics, their files)
@@ -116,6 +116,8 @@ def input_file(directory: Path, name: str) -> Optional[Path]:
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
     task = config[config.task]
+    if task is None:
+        sys.exit(f"error: task={config.task}: the config has no {config.task} block (configs/drophead_{config.task}.yaml)")
     for directory, names in INPUTS[config.task].items():
         for name in names:
             if input_file(Path(config.raw) / directory, name) is None:

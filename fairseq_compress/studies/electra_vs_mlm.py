@@ -51,14 +51,14 @@ class Model:
 
 @dataclass
 class Pretrain:
-    minutes: float = 60.0  # each model's training time, side by side (validation and saving not counted)
-    calibration_updates: int = 150
-    lr: float = 0.0005
-    max_tokens: int = 2048
-    warmup_percent: int = 10  # of the updates, then linear decay to 0
-    checkpoints: int = 10  # --save-interval-updates: this many over a run
-    log_interval: int = 25  # the calibration times every record after the first: it needs two
-    min_updates: int = 1  # the floor of the updates in the budget (the smoke's few seconds on a loaded machine)
+    minutes: float = MISSING  # each model's training time, side by side (validation and saving not counted)
+    calibration_updates: int = MISSING
+    lr: float = MISSING
+    max_tokens: int = MISSING
+    warmup_percent: int = MISSING  # of the updates, then linear decay to 0
+    checkpoints: int = MISSING  # --save-interval-updates: this many over a run
+    log_interval: int = MISSING  # the calibration times every record after the first: it needs two
+    min_updates: int = MISSING  # the floor of the updates in the budget (the smoke's few seconds on a loaded machine)
 
 
 @dataclass
@@ -74,12 +74,12 @@ class StudyConfig:
     out: str = MISSING
     csv: str = MISSING
     curves: str = MISSING  # the pretraining curves' CSV; the plot goes beside it
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
-    vocab_size: int = 8000  # prepare_mlm.sh's sentencepiece
-    layers: int = 3  # of both pretrained models (and the baseline)
-    electra: Model = field(default_factory=lambda: Model("electra_small", "electra"))  # --encoder-layers ${layers}
-    mlm: Model = field(default_factory=lambda: Model("roberta_l${layers}_h256", "masked_lm"))
+    jobs: int = MISSING
+    seeds: List[int] = MISSING
+    vocab_size: int = MISSING  # prepare_mlm.sh's sentencepiece
+    layers: int = MISSING  # of both pretrained models (and the baseline)
+    electra: Model = MISSING  # --encoder-layers ${layers}
+    mlm: Model = MISSING
     pretrain: Pretrain = field(default_factory=Pretrain)
     finetune: Finetune = field(default_factory=Finetune)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+from omegaconf import MISSING
 
 from .study_config import (RESTORE, TranslationStudyConfig, check_translation_study, load_config,
                            mean_and_spread, recipe_flags, study_paths)
@@ -43,22 +44,22 @@ ARMS = ("imp_rewind", "imp_init", "random_reinit", "oneshot")
 
 @dataclass
 class Lottery:
-    archs: List[str] = field(default_factory=lambda: ["transformer_l2_h128", "transformer_l3_h256"])  # small first
-    rounds: int = 4  # 1 - 0.57^4: 89 % of the targets pruned
-    rate: float = 0.43
-    round_updates: int = 600
-    rewind_update: int = 50  # imp_rewind's early update (Frankle et al. 2020); imp_init rewinds to 0
+    archs: List[str] = MISSING  # two, the smaller first
+    rounds: int = MISSING
+    rate: float = MISSING  # of the survivors, each round
+    round_updates: int = MISSING
+    rewind_update: int = MISSING  # imp_rewind's early update (Frankle et al. 2020); imp_init rewinds to 0
 
 
 @dataclass
 class Evaluation:
-    split: str = "test"
-    beam: int = 1  # greedy: ~90 models to score
+    split: str = MISSING
+    beam: int = MISSING
 
 
 @dataclass
 class StudyConfig(TranslationStudyConfig):
-    seeds: List[int] = field(default_factory=lambda: [1])
+    """Its values: configs/lottery.yaml."""
     lottery: Lottery = field(default_factory=Lottery)
     eval: Evaluation = field(default_factory=Evaluation)
 

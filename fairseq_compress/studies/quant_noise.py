@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from omegaconf import MISSING
 
 from . import summarize_runs
 from .stages import ROOT, in_parallel, run, run_once
@@ -39,38 +40,20 @@ MODELS = ("checkpoint_last", "ipq", "ipq_distill", "int8")  # the files scored, 
 METRICS = ("bleu_fp32", "bleu_ipq", "ipq_drop", "bleu_ipq_distill", "ipq_distill_drop", "bleu_int8",
            "mb_fp32", "mb_ipq", "mb_int8")  # results.json's keys: the CSV's columns after config and seed
 PLOTTED = {"bleu_fp32": "fp32", "bleu_ipq": "iPQ", "bleu_ipq_distill": "iPQ + distill", "bleu_int8": "int8"}
-QN = "--criterion quant_noise --qn-criterion label_smoothed_cross_entropy --qn-block-size 8"
-# The modules each kind of noise reaches (--qn-exclude: the modules that get none); the default
-# exclusions (output projection, LM and classifier heads, learned positions) stay in both.
-LAYERS_ONLY = r"'(^|\.)(output_projection|lm_head|classification_heads|embed_positions|embed_tokens)(\.|$)'"
-EMBEDDINGS_ONLY = r"'^(?!(.*\.)?embed_tokens$)'"
-
-
-def default_noise() -> Dict[str, str]:
-    return {
-        "none": "",
-        "pq0.05": "${qn} --qn-pq 0.05",
-        "pq0.1": "${qn} --qn-pq 0.1",
-        "pq0.2": "${qn} --qn-pq 0.2",
-        "scalar0.5": "${qn} --qn-scalar 0.5 --qn-bits 8",
-        "pq0.1_layers": f"${{qn}} --qn-pq 0.1 --qn-exclude {LAYERS_ONLY}",
-        "pq0.1_embeddings": f"${{qn}} --qn-pq 0.1 --qn-exclude {EMBEDDINGS_ONLY}",
-    }
-
-
 @dataclass
 class Ipq:
-    config: str = "fairseq_compress/config/ipq/transformer.yaml"  # stages, block sizes, centroids
-    finetune_updates: int = 100  # of the centroids, after each stage (--distill fine-tunes: >= 1)
+    config: str = MISSING  # stages, block sizes, centroids
+    finetune_updates: int = MISSING  # of the centroids, after each stage (--distill fine-tunes: >= 1)
 
 
 @dataclass
 class StudyConfig(TranslationStudyConfig):
-    arch: str = "transformer_l3_h256"
-    max_update: int = 1600
-    qn: str = QN
-    noise: Dict[str, str] = field(default_factory=default_noise)
-    configs: List[str] = field(default_factory=lambda: ["none", "pq0.1", "pq0.2", "scalar0.5"])
+    """Its values: configs/quant_noise.yaml."""
+    arch: str = MISSING
+    max_update: int = MISSING
+    qn: str = MISSING  # the flags every noised configuration starts with (${qn} in noise)
+    noise: Dict[str, str] = MISSING  # name -> the fairseq-train flags it adds
+    configs: List[str] = MISSING  # the noise configurations run, in the CSV's order
     ipq: Ipq = field(default_factory=Ipq)
 
 

@@ -24,7 +24,7 @@ Recipes and budgets: configs/size_sweep_mt.yaml (the default) and configs/size_s
 """
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -50,13 +50,13 @@ class StudyConfig:
     archs: List[str] = MISSING  # any order: the CSV and the plots sort them by size
     budget_minutes: float = MISSING  # of training time, each run
     batch_tokens: int = MISSING  # the effective batch of every run
-    max_micro_tokens: int = 4096  # one forward/backward's tokens at most
+    max_micro_tokens: int = MISSING  # one forward/backward's tokens at most
     validate_seconds: float = MISSING  # of training time between validations
     lr: float = MISSING
     warmup: int = MISSING
-    seed: int = 1
-    jobs: int = 1  # runs at a time, one core each: 1 leaves the other core to the other sweep
-    extra: List[str] = field(default_factory=list)  # fairseq-train args after the recipe, e.g. [--distributed-world-size, 8]
+    seed: int = MISSING
+    jobs: int = MISSING  # runs at a time, one core each: 1 leaves the other core to the other sweep
+    extra: List[str] = MISSING  # fairseq-train args after the recipe, e.g. [--distributed-world-size, 8]
 
 
 def check_config(config: StudyConfig) -> None:

@@ -25,7 +25,7 @@ Stages, in order; each one's result file is its stamp, so a rerun reuses what is
 
     .venv/bin/python -m fairseq_compress.studies.structured [--config FILE] [task=cls] [key=value ...]
 
-Recipes and budgets: configs/structured_mt.yaml (the schema's defaults) and configs/structured_cls.yaml,
+Recipes and budgets: configs/structured_mt.yaml and configs/structured_cls.yaml (every value: the schema has none),
 the one of ``task`` unless --config names another; configs/structured_{mt,cls}_smoke.yaml: toy runs.
 """
 import shutil
@@ -51,22 +51,22 @@ USER_DIR = ROOT / "fairseq_compress"
 class Models:
     """Stage 1, and its training recipe: the options of scripts/train_mt.sh (mt) or finetune_cls.sh
     (cls) that the study passes over the pipeline's recipe (fairseq_compress/config/); null: not passed."""
-    arch: str = "transformer_l3_h256"
-    small_arch: str = "transformer_l2_h128"  # trained as long: mt as many minutes, cls as many pretraining minutes
-    updates: Optional[int] = 700  # null (task cls only): the cls recipe's, the classification regime
+    arch: str = MISSING
+    small_arch: str = MISSING  # trained as long: mt as many minutes, cls as many pretraining minutes
+    updates: Optional[int] = MISSING  # null (task cls only): the cls recipe's, the classification regime
     lr: Optional[float] = None
     warmup: Optional[int] = None  # train_mt.sh only (finetune_cls.sh warms up 6 % of its updates)
     max_tokens: Optional[int] = None  # train_mt.sh only
     batch_size: Optional[int] = None  # finetune_cls.sh only
-    drophead_p: List[float] = field(default_factory=lambda: [0.1, 0.2])  # a model per p, beside the one without
-    drophead_schedule: str = "v"
+    drophead_p: List[float] = MISSING  # a model per p, beside the one without
+    drophead_schedule: str = MISSING
 
 
 @dataclass
 class Finetune:
     """Every fine-tune of stages 2 and 3, and its recipe (the same pipeline options as Models')."""
-    updates: int = 150  # stage 2's; the masks reach their sparsity at half of it
-    head_updates: int = 100  # stage 3's
+    updates: int = MISSING  # stage 2's; the masks reach their sparsity at half of it
+    head_updates: int = MISSING  # stage 3's
     lr: Optional[float] = None
     warmup: Optional[int] = None
     max_tokens: Optional[int] = None
@@ -81,54 +81,46 @@ class Mask:
     sparsity: float = MISSING
 
 
-def default_masks() -> List[Mask]:
-    return [Mask("heads25", "head", 0.25), Mask("heads50", "head", 0.5), Mask("heads75", "head", 0.75),
-            Mask("ffn25", "neuron", 0.25), Mask("ffn50", "neuron", 0.5), Mask("ffn75", "neuron", 0.75),
-            Mask("layers33", "layer", 0.34), Mask("layers67", "layer", 0.67),
-            Mask("heads_ffn50", "head,neuron", 0.5), Mask("heads_ffn_layers50", "head,neuron,layer", 0.5),
-            Mask("weights50", "weight", 0.5)]
-
-
 @dataclass
 class IPQ:
-    config: str = "transformer"  # fairseq_compress/config/ipq/CONFIG.yaml
-    finetune_updates: int = 20
-    n_iter: int = 5
+    config: str = MISSING  # fairseq_compress/config/ipq/CONFIG.yaml
+    finetune_updates: int = MISSING
+    n_iter: int = MISSING
 
 
 @dataclass
 class Speed:
-    sentences: int = 300  # mt: the first N test pairs; cls: a sample of N of dev and of test
-    repeats: int = 1
+    sentences: int = MISSING  # mt: the first N test pairs; cls: a sample of N of dev and of test
+    repeats: int = MISSING
 
 
 @dataclass
 class Pretrain:
     """Task cls: the masked LMs of models.arch and models.small_arch (scripts/pretrain_mlm.sh), at once."""
-    data: str = "data-bin/en"  # scripts/prepare_mlm.sh's English text (prepared from RAW/en when raw is set)
-    minutes: float = 15
-    max_tokens: int = 2048
-    warmup: int = 200
+    data: str = MISSING  # scripts/prepare_mlm.sh's English text (prepared from RAW/en when raw is set)
+    minutes: float = MISSING
+    max_tokens: int = MISSING
+    warmup: int = MISSING
     large: Optional[str] = None  # a pretrained checkpoint of models.arch instead
     small: Optional[str] = None  # and of models.small_arch
 
 
 @dataclass
 class StudyConfig:
-    task: str = "mt"
+    task: str = MISSING
     data: str = MISSING  # mt: a data-bin of scripts/prepare_mt.sh; cls: the task of scripts/prepare_glue.sh
     raw: Optional[str] = None  # cls: the shipped corpus, whose en/ and cls/ are prepared into pretrain.data and data
     out: str = MISSING
     results: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2])
+    jobs: int = MISSING
+    seeds: List[int] = MISSING
     models: Models = field(default_factory=Models)
     finetune: Finetune = field(default_factory=Finetune)
-    masks: List[Mask] = field(default_factory=default_masks)
+    masks: List[Mask] = MISSING
     ipq: IPQ = field(default_factory=IPQ)
-    heads_keep: List[float] = field(default_factory=lambda: [0.75, 0.5, 0.25])
+    heads_keep: List[float] = MISSING
     speed: Speed = field(default_factory=Speed)
-    bleu_sentences: Optional[int] = 600  # mt only
+    bleu_sentences: Optional[int] = MISSING  # mt only
     pretrain: Optional[Pretrain] = None  # cls only
 
 
@@ -145,12 +137,7 @@ def check_config(config: StudyConfig) -> None:
                        ("bleu_sentences", config.bleu_sentences if mt else 1)):
         if value is None or value < 1:
             sys.exit(f"error: {key} must be a positive integer, got {value}")
-    if mt and (config.pretrain is not None or config.raw is not None):
-        sys.exit("error: pretrain and raw are for task cls (translation trains from scratch on data)")
-    if not mt and config.bleu_sentences is not None:
-        sys.exit("error: bleu_sentences is for task mt (cls scores its whole dev and test splits): null it")
-    if not mt and config.pretrain is None:
-        sys.exit("error: task cls needs a pretrain block (configs/structured_cls.yaml)")
+    check_task_blocks(config)
     for name, recipe in (("models", config.models), ("finetune", config.finetune)):
         for key in ("warmup", "max_tokens", "batch_size"):
             takes = (key != "batch_size") == mt  # train_mt.sh takes --warmup and --max-tokens, finetune_cls.sh --batch-size
@@ -169,6 +156,18 @@ def check_config(config: StudyConfig) -> None:
     if not (USER_DIR / "config/ipq" / f"{config.ipq.config}.yaml").is_file():
         sys.exit(f"error: ipq.config={config.ipq.config}: no fairseq_compress/config/ipq/{config.ipq.config}.yaml")
     check_data(config)
+
+
+def check_task_blocks(config: StudyConfig) -> None:
+    """The keys of the other task are not set (before the missing values: pretrain.large=X on task mt leaves the
+    rest of the pretrain block missing)."""
+    mt = config.task == "mt"
+    if mt and (config.pretrain is not None or config.raw is not None):
+        sys.exit("error: pretrain and raw are for task cls (translation trains from scratch on data)")
+    if not mt and config.bleu_sentences is not None:
+        sys.exit("error: bleu_sentences is for task mt (cls scores its whole dev and test splits): null it")
+    if not mt and config.pretrain is None:
+        sys.exit("error: task cls needs a pretrain block (configs/structured_cls.yaml)")
 
 
 def check_archs(config: StudyConfig) -> None:
@@ -390,7 +389,8 @@ def drophead_label(name: str, models: Models) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    config = load_task_config(StudyConfig, "structured", list(TASKS), __doc__, argv, "task=cls seeds=[1] speed.repeats=2")
+    config = load_task_config(StudyConfig, "structured", list(TASKS), __doc__, argv, "task=cls seeds=[1] speed.repeats=2",
+                              check_task_blocks)
     check_config(config)
     data, out = study_paths(config)
     steps = (Translation if config.task == "mt" else Classification)(config, data, out)

@@ -7,9 +7,9 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Type
+from typing import Callable, List, Optional, Sequence, Tuple, Type
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -32,8 +32,8 @@ class TranslationStudyConfig:
     data: str = MISSING
     out: str = MISSING
     csv: str = MISSING
-    jobs: int = 2
-    seeds: List[int] = field(default_factory=lambda: [1, 2])
+    jobs: int = MISSING
+    seeds: List[int] = MISSING
     recipe: Recipe = field(default_factory=Recipe)
 
 
@@ -43,8 +43,37 @@ def recipe_flags(recipe: Recipe) -> List[str]:
     return [word for flag, value in values.items() if value is not None for word in (flag, str(value))]
 
 
-def load_config(schema: Type, name: str, description: str, argv: Optional[List[str]], example: str):
-    """The study's config: CONFIGS/NAME.yaml (or --config FILE) and the command line's overrides on `schema`."""
+def read_recipe(path: Path) -> DictConfig:
+    """A config file, laid over the one its `extends` names (beside it): a smoke config states only what it
+    changes, so that every recipe value is written once. A value it gives as ??? must come from the command line
+    (OmegaConf's merge would keep the base's)."""
+    recipe = OmegaConf.load(path)
+    base = recipe.pop("extends", None)
+    if base is None:
+        return recipe
+    if not (path.parent / base).is_file():
+        sys.exit(f"error: {path}: extends: no such file beside it: {base}")
+    merged = OmegaConf.merge(read_recipe(path.parent / base), recipe)
+    for key in missing_keys(recipe):
+        OmegaConf.update(merged, key, MISSING)
+    return merged
+
+
+def missing_keys(node: DictConfig, prefix: str = "") -> List[str]:
+    """The dotted keys whose value is ??? under `node`."""
+    keys = []
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            keys.append(f"{prefix}{key}")
+        elif isinstance(node[key], DictConfig):
+            keys += missing_keys(node[key], f"{prefix}{key}.")
+    return keys
+
+
+def load_config(schema: Type, name: str, description: str, argv: Optional[List[str]], example: str,
+                check_first: Optional[Callable] = None):
+    """The study's config: CONFIGS/NAME.yaml (or --config FILE) and the command line's overrides on `schema`;
+    `check_first(config)` runs before a missing value is reported (a key of a block the config should not have)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=CONFIGS / f"{name}.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"e.g. {example}")
@@ -52,8 +81,10 @@ def load_config(schema: Type, name: str, description: str, argv: Optional[List[s
     if not args.config.is_file():
         sys.exit(f"error: --config {args.config}: no such file")
     try:
-        config = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(args.config),
+        config = OmegaConf.merge(OmegaConf.structured(schema), read_recipe(args.config),
                                  OmegaConf.from_dotlist(args.overrides))
+        if check_first is not None:
+            check_first(config)
         OmegaConf.to_container(config, throw_on_missing=True)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
@@ -62,7 +93,7 @@ def load_config(schema: Type, name: str, description: str, argv: Optional[List[s
 
 
 def load_task_config(schema: Type, study: str, tasks: Sequence[str], description: str, argv: Optional[List[str]],
-                     example: str):
+                     example: str, check_first: Optional[Callable] = None):
     """The config of a study with tasks: CONFIGS/<study>_<task>.yaml, where task=T on the command line picks T
     (the first of `tasks` by default), or --config FILE with the task FILE states: overriding that would run
     one task with the other's paths and budgets."""
@@ -73,10 +104,10 @@ def load_task_config(schema: Type, study: str, tasks: Sequence[str], description
     task = next((a.split("=", 1)[1] for a in reversed(overrides) if a.startswith("task=")), None)
     if task is not None and task not in tasks:
         sys.exit(f"error: task must be {' or '.join(tasks)}, got '{task}'")
-    config = load_config(schema, f"{study}_{task or tasks[0]}", description, argv, example)
+    config = load_config(schema, f"{study}_{task or tasks[0]}", description, argv, example, check_first)
     if config.task not in tasks:
         sys.exit(f"error: {given.config}: task must be {' or '.join(tasks)}, got '{config.task}'")
-    file_task = OmegaConf.load(given.config).get("task") if given.config else task
+    file_task = read_recipe(given.config).get("task") if given.config else task
     if task is not None and task != file_task:
         sys.exit(f"error: task={task}: {given.config} is the {file_task} study's config; drop task= or give "
                  f"the {task} one")
