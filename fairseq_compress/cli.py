@@ -244,10 +244,9 @@ def build_parser():
     summary.add_argument("--y", choices=("ppl", "bleu", "loss"), default="ppl")
     summary.add_argument("--csv", metavar="CSV", help="also write the table here")
     summary.set_defaults(run=_summarize)
-    timed = commands.add_parser(TIMED_VALIDATE, add_help=False, help="the stock fairseq-validate, the same "
-                                "arguments, with its forward passes timed: a last 'timed' record (sentences/s)")
-    timed.add_argument("validate_args", nargs=argparse.REMAINDER, metavar="FAIRSEQ_VALIDATE_ARGS")
-    timed.set_defaults(run=_timed_validate)
+    # Listed here for --help only: main() hands every argument after it to fairseq-validate, unparsed.
+    commands.add_parser(TIMED_VALIDATE, help="the stock fairseq-validate, the same arguments, with its forward "
+                                             "passes timed: a last 'timed' record (sentences/s)")
     validation = commands.add_parser("validation-summary", help="one metric of a fairseq-validate log (--log-format "
                                      "json) on stdin as JSON: test (dev without a test subset) and dev values, and "
                                      "the speed of a timed-validate log")

@@ -8,11 +8,11 @@ fairseq-compress ipq's report and the component table of both files; appends the
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from fairseq_compress.studies.stages import ROOT, run, tool_env
+from fairseq_compress.studies.stages import ROOT, run
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,14 +31,14 @@ def main() -> None:
     elif not ckpt.is_file():
         sys.exit(f"error: --ckpt {ckpt}: no such file")
     args.out.mkdir(parents=True, exist_ok=True)
-    ipq = args.out / "ipq.pt"
-    report = subprocess.run(["fairseq-compress", "ipq", "--path", str(ckpt), "--config",
-                             str(ROOT / "fairseq_compress/config/ipq/transformer.yaml"), "--out", str(ipq), "--force"],
-                            check=True, capture_output=True, text=True, env=tool_env()).stdout
-    print(report, end="")
+    ipq, report = args.out / "ipq.pt", args.out / "ipq.json"
+    with open(report, "w") as f:
+        run(["fairseq-compress", "ipq", "--path", ckpt, "--config", ROOT / "fairseq_compress/config/ipq/transformer.yaml",
+             "--out", ipq, "--force"], stdout=f)
+    print(report.read_text(), end="")
     for path in (ckpt, ipq):
-        subprocess.run(["fairseq-compress", "size", "--path", str(path)], check=True, env=tool_env())
-    sizes = json.loads(report)
+        run(["fairseq-compress", "size", "--path", path], stdout=None)
+    sizes = json.loads(report.read_text())
     new = not args.csv.exists()
     with open(args.csv, "a", newline="") as f:
         writer = csv.writer(f)

@@ -26,11 +26,8 @@ from omegaconf import MISSING
 
 from . import demo_table
 from .stages import ROOT, in_parallel, number, run, run_once, threads_env
-from .study_config import RESTORE, load_config
+from .study_config import IPQ, RESTORE, ipq_command, ipq_stages, is_translation_data, load_config
 from .translation_race import INT8
-
-USER_DIR = ROOT / "fairseq_compress"
-
 
 @dataclass
 class Shrink:
@@ -43,13 +40,6 @@ class Finetune:
     updates: int = MISSING
     lr: float = MISSING
     warmup: int = MISSING
-
-
-@dataclass
-class IPQ:
-    config: str = MISSING
-    finetune_updates: int = MISSING
-    n_iter: int = MISSING
 
 
 @dataclass
@@ -70,7 +60,7 @@ def check_config(config: DemoConfig) -> None:
     if config.raw is not None:
         if not any((Path(config.raw) / name).is_file() for name in ("train.en", "train.en.gz")):
             sys.exit(f"error: raw={config.raw} holds no train.en(.gz): the shipped corpus is data-bin/raw/en_fr")
-    elif not (Path(config.data) / "spm.model").is_file() or not list(Path(config.data).glob("train.*-*.*.bin")):
+    elif not is_translation_data(config.data):
         sys.exit(f"error: with raw null, data={config.data} must be a data-bin of scripts/prepare_mt.sh")
     if not config.minutes > 0:
         sys.exit(f"error: minutes must be a positive number (of training time), got {config.minutes}")
@@ -81,8 +71,7 @@ def check_config(config: DemoConfig) -> None:
     for key in ("heads_keep", "ffn_keep"):
         if not 0 < getattr(config.shrink, key) <= 1:
             sys.exit(f"error: shrink.{key} must be a fraction in (0, 1], got {getattr(config.shrink, key)}")
-    if not (USER_DIR / "config/ipq" / f"{config.ipq.config}.yaml").is_file():
-        sys.exit(f"error: ipq.config={config.ipq.config}: no fairseq_compress/config/ipq/{config.ipq.config}.yaml")
+    ipq_stages(config.ipq)
     if not Path(config.results).is_dir():
         sys.exit(f"error: results={config.results} is not a directory")
 
@@ -154,9 +143,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         evaluate(dense, data)
         make(int8, dense, ["fairseq-compress", "quantize", "--path", dense, "--out", int8, "--bits", "8", "--force"])
         evaluate(int8, data, int8=True)
-        make(ipq, dense, ["fairseq-compress", "ipq", "--path", dense, "--out", ipq, "--data", data, "--config",
-                          USER_DIR / "config/ipq" / f"{config.ipq.config}.yaml", "--finetune-updates",
-                          config.ipq.finetune_updates, "--n-iter", config.ipq.n_iter, "--force"])
+        make(ipq, dense, ipq_command(config.ipq, dense, ipq, data))
         evaluate(ipq, data)
 
     def shrunk_chain() -> None:

@@ -31,7 +31,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from .stages import ROOT, in_parallel, number, run
-from .study_config import load_task_config, study_paths
+from .study_config import check_translation_data, load_task_config, study_paths
 
 TASKS = {  # task: (the pipeline that trains one run, the metric Y, fairseq-train flags of its validation)
     "mt": ("train_mt.sh", "bleu", ["--eval-bleu", "--eval-bleu-remove-bpe", "sentencepiece",
@@ -62,8 +62,8 @@ class StudyConfig:
 def check_config(config: StudyConfig) -> None:
     """Bad values stop the study before any work, with one line."""
     data = Path(config.data)
-    if config.task == "mt" and not ((data / "spm.model").is_file() and list(data.glob("train.*-*.*.bin"))):
-        sys.exit(f"error: data={config.data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    if config.task == "mt":
+        check_translation_data(config.data)
     if config.task == "mlm" and not ((data / "dict.txt").is_file() and (data / "train.bin").is_file()):
         sys.exit(f"error: data={config.data} is not a data-bin of scripts/prepare_mlm.sh (dict.txt and train.bin)")
     if not config.csv.endswith(".csv"):

@@ -40,11 +40,10 @@ from omegaconf import MISSING
 from .stages import ROOT, finetune_cls, in_parallel, number, run, run_once, tool_env
 from .structured_race import precision_args, race_once
 from .structured_results import FAMILIES, TASKS, Contender, family, write_results
-from .study_config import RESTORE, load_task_config, study_paths
+from .study_config import (IPQ, RESTORE, check_translation_data, ipq_command, ipq_stages, load_task_config,
+                           study_paths)
 from .fairseq_log import records
 from .train_stats import seconds_per_update, wall_per_update
-
-USER_DIR = ROOT / "fairseq_compress"
 
 
 @dataclass
@@ -79,13 +78,6 @@ class Mask:
     name: str = MISSING  # FAMILY + percent removed (heads50, ffn25, layers33, heads_ffn50, ...): its CSV row
     granularity: str = MISSING  # head, neuron, layer, a comma list of them, or weight (unstructured: not shrunk)
     sparsity: float = MISSING
-
-
-@dataclass
-class IPQ:
-    config: str = MISSING  # fairseq_compress/config/ipq/CONFIG.yaml
-    finetune_updates: int = MISSING
-    n_iter: int = MISSING
 
 
 @dataclass
@@ -153,8 +145,7 @@ def check_config(config: StudyConfig) -> None:
         sys.exit(f"error: models.drophead_schedule must be one of {', '.join(SCHEDULES)}, "
                  f"got '{config.models.drophead_schedule}'")
     check_masks(config.masks)
-    if not (USER_DIR / "config/ipq" / f"{config.ipq.config}.yaml").is_file():
-        sys.exit(f"error: ipq.config={config.ipq.config}: no fairseq_compress/config/ipq/{config.ipq.config}.yaml")
+    ipq_stages(config.ipq)
     check_data(config)
 
 
@@ -200,8 +191,7 @@ def check_masks(masks: Sequence[Mask]) -> None:
 def check_data(config: StudyConfig) -> None:
     data = Path(config.data)
     if config.task == "mt":
-        if not (data / "spm.model").is_file() or not list(data.glob("train.*-*.*.bin")):
-            sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+        check_translation_data(config.data)
         return
     pretrain = config.pretrain
     for key in ("large", "small"):
@@ -415,9 +405,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if mask.granularity != "weight":
             shrink(save / "checkpoint_last.pt", save / "shrunk.pt", save / "shrink.json")
 
-    ipq = ["fairseq-compress", "ipq", "--path", base, "--out", out / "ipq.pt", "--data", data, "--config",
-           USER_DIR / "config/ipq" / f"{config.ipq.config}.yaml", "--finetune-updates", config.ipq.finetune_updates,
-           "--n-iter", config.ipq.n_iter, "--force"]
+    ipq = ipq_command(config.ipq, base, out / "ipq.pt", data)
     in_parallel([lambda: steps.train_small(first)]
                 + [lambda m=mask: finetune_masked(m) for mask in config.masks]
                 + [lambda: steps.finetune(finetuned / "dense", base, config.finetune.updates),

@@ -120,11 +120,43 @@ def check_csv(key: str, path: str) -> None:
         sys.exit(f"error: {key}={path} must be a .csv file in an existing directory")
 
 
+def is_translation_data(data: str) -> bool:
+    """Whether DATA is a data-bin of scripts/prepare_mt.sh: its sentencepiece model and a binarized train split."""
+    return (Path(data) / "spm.model").is_file() and bool(list(Path(data).glob("train.*-*.*.bin")))
+
+
+def check_translation_data(data: str) -> None:
+    if not is_translation_data(data):
+        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+
+
 def check_translation_study(data: str, csv: str) -> None:
     """DATA is a prepared translation data-bin and CSV a .csv in an existing directory, else one line."""
-    if not (Path(data) / "spm.model").is_file() or not list(Path(data).glob("train.*-*.*.bin")):
-        sys.exit(f"error: data={data} is not a data-bin of scripts/prepare_mt.sh (spm.model and a train split)")
+    check_translation_data(data)
     check_csv("csv", csv)
+
+
+@dataclass
+class IPQ:
+    """A study's fairseq-compress ipq: its stages (fairseq_compress/config/ipq/CONFIG.yaml), the fine-tuning
+    updates after each stage and the k-means iterations."""
+    config: str = MISSING
+    finetune_updates: int = MISSING
+    n_iter: int = MISSING
+
+
+def ipq_stages(ipq: IPQ) -> Path:
+    """The stage yaml that ipq.config names, else one line."""
+    stages = Path(__file__).parents[1] / "config/ipq" / f"{ipq.config}.yaml"
+    if not stages.is_file():
+        sys.exit(f"error: ipq.config={ipq.config}: no fairseq_compress/config/ipq/{ipq.config}.yaml")
+    return stages
+
+
+def ipq_command(ipq: IPQ, checkpoint: Path, out: Path, data: Path) -> List:
+    """fairseq-compress ipq of `checkpoint` into `out`, fine-tuned on `data` between stages."""
+    return ["fairseq-compress", "ipq", "--path", checkpoint, "--out", out, "--data", data, "--config", ipq_stages(ipq),
+            "--finetune-updates", ipq.finetune_updates, "--n-iter", ipq.n_iter, "--force"]
 
 
 def check_cls_task(cls: str) -> None:
